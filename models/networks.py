@@ -1,0 +1,151 @@
+"""Encoder, generator and multi-scale discriminator (Agustsson et al. 2019, figure 2 and section 5)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from models.config import ModelConfig, Norm, Upsample
+
+
+class ChannelNorm(nn.Module):
+    """Normalises across channels at each position (HiFiC), so channel means, i.e. colour, survive."""
+
+    def __init__(self, channels: int, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(dim=1, keepdim=True)
+        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def make_norm(kind: Norm, channels: int) -> nn.Module:
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "channel":
+        return ChannelNorm(channels)
+    return nn.Identity()
+
+
+def conv_block(c_in: int, c_out: int, kernel: int, stride: int, norm: Norm) -> nn.Sequential:
+    """Reflection-padded convolution (odd kernel), normalisation, ReLU."""
+    return nn.Sequential(
+        nn.ReflectionPad2d(kernel // 2),
+        nn.Conv2d(c_in, c_out, kernel, stride=stride),
+        make_norm(norm, c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Encoder(nn.Module):
+    """x in [0, 1] -> unquantised latent w with 16x fewer rows and columns."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        widths = config.encoder_widths
+        layers = [conv_block(3, widths[0], 7, 1, config.norm)]
+        layers += [conv_block(a, b, 3, 2, config.norm) for a, b in itertools.pairwise(widths)]
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(widths[-1], config.latent_channels, 3)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x * 2.0 - 1.0)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, norm: Norm) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            make_norm(norm, channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            make_norm(norm, channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def upsample_block(c_in: int, c_out: int, kind: Upsample, norm: Norm) -> nn.Sequential:
+    if kind == "transposed":
+        up: list[nn.Module] = [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)]
+    else:
+        up = [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
+    return nn.Sequential(*up, make_norm(norm, c_out), nn.ReLU(inplace=True))
+
+
+class Generator(nn.Module):
+    """Quantised latent (plus optional noise channels) -> image, roughly in [0, 1]; callers clamp."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        widths = config.generator_widths
+        layers = [conv_block(config.latent_channels + config.noise_channels, widths[0], 3, 1, config.norm)]
+        layers += [ResidualBlock(widths[0], config.norm) for _ in range(config.residual_blocks)]
+        layers += [upsample_block(a, b, config.upsample, config.norm) for a, b in itertools.pairwise(widths)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(widths[-1], 3, 7)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, latent: Tensor) -> Tensor:
+        return self.net(latent) * 0.5 + 0.5
+
+
+class PatchDiscriminator(nn.Module):
+    """A PatchGAN (pix2pixHD) that also returns its intermediate features for feature matching."""
+
+    def __init__(self, widths: tuple[int, ...], norm: Norm) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c_in = 3
+        for i, width in enumerate(widths):
+            stride = 1 if i == len(widths) - 1 else 2
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, width, 4, stride=stride, padding=2),
+                    make_norm(norm, width) if i > 0 else nn.Identity(),
+                    nn.LeakyReLU(0.2, inplace=True),
+                )
+            )
+            c_in = width
+        blocks.append(nn.Conv2d(c_in, 1, 4, padding=2))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        features = []
+        for block in self.blocks:
+            x = block(x)
+            features.append(x)
+        return features
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """PatchGANs at full, 1/2 and 1/4 scale; each returns [features..., patch scores]."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList(
+            PatchDiscriminator(config.discriminator_widths, config.norm) for _ in range(config.discriminator_scales)
+        )
+
+    def forward(self, x: Tensor) -> list[list[Tensor]]:
+        outputs = []
+        x = x * 2.0 - 1.0
+        for i, disc in enumerate(self.scales):
+            if i > 0:
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            outputs.append(disc(x))
+        return outputs
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,254 @@
+"""The gancodec command line: compress, decompress, info and models.
+
+Errors are reported as one line, `gancodec: error: <message>`, with exit status 1 (2 for usage errors);
+a batch carries on past a failing file and exits 1 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from service.codec import (
+    DEFAULT_MAX_PIXELS,
+    CodecError,
+    Registry,
+    RuntimeOptions,
+    bits_per_pixel,
+    compress,
+    decode_image,
+    decompress_png,
+    unpack,
+)
+
+PROG = "gancodec"
+MODEL_DIRS_ENV = "GANCODEC_MODEL_DIRS"
+DEFAULT_MODEL_ENV = "GANCODEC_MODEL"
+SUFFIX = ".gcx"
+
+
+class CommandError(Exception):
+    """A problem with the command's arguments found after parsing (paths, collisions)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (CodecError, CommandError, OSError) as error:
+        _error(str(error))
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    # Shared options are accepted before or after the sub-command; SUPPRESS keeps one position from
+    # overwriting the other with its default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--model-dir",
+        dest="model_dirs",
+        action="append",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help=f"a model directory or a folder of them (repeatable; also ${MODEL_DIRS_ENV}, {os.pathsep}-separated)",
+    )
+    common.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="onnxruntime threads per graph (default: one per core)",
+    )
+    common.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help=f"largest image accepted, width*height (default {DEFAULT_MAX_PIXELS})",
+    )
+    parser = argparse.ArgumentParser(prog=PROG, description="Extreme generative image compression.", parents=[common])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub = commands.add_parser("compress", parents=[common], help="images (PNG, JPEG, WebP) to .gcx files")
+    sub.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE")
+    sub.add_argument(
+        "-o", "--output", type=Path, metavar="OUT", help="output file, or directory (always one for several inputs)"
+    )
+    sub.add_argument(
+        "--model",
+        default=os.environ.get(DEFAULT_MODEL_ENV),
+        metavar="ID",
+        help=f"model id (default: ${DEFAULT_MODEL_ENV}, else gc-small-c8 if installed, else the only model)",
+    )
+    sub.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    sub.set_defaults(run=_compress)
+
+    sub = commands.add_parser("decompress", parents=[common], help=".gcx files to PNG")
+    sub.add_argument("inputs", nargs="+", type=Path, metavar="FILE")
+    sub.add_argument(
+        "-o", "--output", type=Path, metavar="OUT", help="output file, or directory (always one for several inputs)"
+    )
+    sub.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    sub.set_defaults(run=_decompress)
+
+    sub = commands.add_parser("info", parents=[common], help="a .gcx file's header as JSON (one line per file)")
+    sub.add_argument("inputs", nargs="+", type=Path, metavar="FILE")
+    sub.set_defaults(run=_info)
+
+    sub = commands.add_parser("models", parents=[common], help="the installed models as JSON")
+    sub.set_defaults(run=_models)
+    return parser
+
+
+def _compress(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    model = registry.get(args.model)
+    max_pixels = _max_pixels(args)
+
+    def one(source: Path, target: Path) -> str:
+        decoded = decode_image(source.read_bytes(), max_pixels)
+        for note in decoded.notes:
+            tqdm.write(f"{PROG}: note: {source}: {note}", file=sys.stderr)
+        data = compress(decoded.pixels, model, max_pixels=max_pixels)
+        _write(target, data)
+        height, width = decoded.pixels.shape[:2]
+        return f"{source} -> {target}: {len(data)} bytes, {bits_per_pixel(len(data), width, height):.4f} bpp"
+
+    return _batch(args, SUFFIX, one)
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    max_pixels = _max_pixels(args)
+
+    def one(source: Path, target: Path) -> str:
+        _write(target, decompress_png(source.read_bytes(), registry, max_pixels=max_pixels))
+        return f"{source} -> {target}"
+
+    return _batch(args, ".png", one)
+
+
+def _info(args: argparse.Namespace) -> int:
+    failed = False
+    for source in args.inputs:
+        try:
+            # Reading a header allocates nothing it claims, so no pixel cap applies here.
+            bitstream = unpack(source.read_bytes(), max_pixels=sys.maxsize)
+        except (CodecError, OSError) as error:
+            _error(f"{source}: {error}")
+            failed = True
+            continue
+        header = bitstream.header
+        info = {
+            "file": str(source),
+            "model": header.model_id,
+            "fingerprint": header.fingerprint.hex(),
+            "width": header.width,
+            "height": header.height,
+            "bytes": bitstream.size,
+            "bpp": round(bits_per_pixel(bitstream.size, header.width, header.height), 6),
+            "mode": header.mode.name.lower(),
+        }
+        print(json.dumps(info))
+    return 1 if failed else 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    listing = [
+        {
+            "id": model.id,
+            "version": model.manifest.version,
+            "fingerprint": model.fingerprint.hex(),
+            "modes": list(model.manifest.modes),
+            "channels": model.manifest.latent_channels,
+            "noise_channels": model.manifest.noise_channels,
+            "directory": str(model.manifest.directory),
+            "metrics": model.manifest.metrics,
+        }
+        for model in _registry(args)
+    ]
+    print(json.dumps(listing, indent=2))
+    return 0
+
+
+def _batch(args: argparse.Namespace, suffix: str, one: Callable[[Path, Path], str]) -> int:
+    """Run `one(source, target)` over the inputs; report each failure on one line and carry on."""
+    pairs = _targets(args.inputs, args.output, suffix)
+    failed = False
+    for source, target in tqdm(pairs, disable=len(pairs) < 2 or None, unit="file", file=sys.stderr):
+        try:
+            if target.resolve() == source.resolve():
+                raise CommandError("the output would overwrite the input")
+            if target.exists() and not args.force:
+                raise CommandError(f"output {target} exists (use --force to overwrite)")
+            tqdm.write(one(source, target))
+        except (CodecError, CommandError, OSError) as error:
+            _error(f"{source}: {error}")
+            failed = True
+    return 1 if failed else 0
+
+
+def _targets(inputs: list[Path], output: Path | None, suffix: str) -> list[tuple[Path, Path]]:
+    """One input: OUTPUT is the file (default: input with `suffix`) or an existing directory; several: a directory."""
+    if len(inputs) == 1 and not (output and output.is_dir()):
+        return [(inputs[0], output or inputs[0].with_suffix(suffix))]
+    if output is not None:
+        if output.exists() and not output.is_dir():
+            raise CommandError(f"{output} is not a directory (several inputs need -o to name one)")
+        output.mkdir(parents=True, exist_ok=True)
+    pairs = [(source, (output or source.parent) / (source.stem + suffix)) for source in inputs]
+    targets = [target for _, target in pairs]
+    duplicates = sorted({str(target) for target in targets if targets.count(target) > 1})
+    if duplicates:
+        raise CommandError(f"several inputs would be written to {', '.join(duplicates)}")
+    return pairs
+
+
+def _write(target: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a failure never leaves half a file behind."""
+    partial = target.with_name(target.name + ".tmp")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    dirs = list(getattr(args, "model_dirs", []))
+    for directory in dirs:
+        if not directory.is_dir():
+            raise CommandError(f"model directory {directory} does not exist")
+    dirs += [Path(entry) for entry in os.environ.get(MODEL_DIRS_ENV, "").split(os.pathsep) if entry]
+    threads = getattr(args, "threads", 0)
+    return Registry.discover(dirs, options=RuntimeOptions(intra_op_threads=threads))
+
+
+def _max_pixels(args: argparse.Namespace) -> int:
+    return getattr(args, "max_pixels", DEFAULT_MAX_PIXELS)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _error(message: str) -> None:
+    tqdm.write(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The .gcx container: a small header, the entropy-coded payload and a CRC-32 (byte layout in docs/bitstream.md).
+
+Parsing validates every field against the bytes actually present and the caller's pixel cap before anything
+the header claims is allocated; every malformed input raises CorruptBitstream with a message saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from enum import IntEnum
+
+from service.codec.errors import CorruptBitstream, ImageTooLarge
+
+MAGIC = b"GCX"
+VERSION = 1
+FINGERPRINT_BYTES = 8
+CRC_BYTES = 4
+MAX_VARINT_BYTES = 5
+"""Widths, heights and lengths are below 2**35; longer varints are rejected rather than read on and on."""
+MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+_MODE_MASK = 0x0F
+_SEED_FLAG = 0x10
+_RESERVED_FLAGS = 0xE0
+
+
+class Mode(IntEnum):
+    """How the image was coded: GC (global, the whole image from the latent); SC (selective) is reserved."""
+
+    GC = 0
+    SC = 1
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: str
+    fingerprint: bytes
+    """First 8 bytes of the model's fingerprint (see manifest.py), so a file names the exact model."""
+    width: int
+    height: int
+    mode: Mode = Mode.GC
+    seed: int | None = None
+    """Seed of the generator's noise channels (u32); present only for models with noise channels."""
+
+
+@dataclass(frozen=True)
+class Bitstream:
+    header: Header
+    payload: bytes
+    size: int
+    """Length of the whole file in bytes, header and checksum included (what bits per pixel count)."""
+
+
+def pack(header: Header, payload: bytes) -> bytes:
+    """Serialise a header and payload into a complete .gcx file."""
+    if not MODEL_ID_PATTERN.fullmatch(header.model_id):
+        raise ValueError(f"model id {header.model_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
+    if len(header.fingerprint) != FINGERPRINT_BYTES:
+        raise ValueError(f"fingerprint must be {FINGERPRINT_BYTES} bytes")
+    if header.width < 1 or header.height < 1:
+        raise ValueError(f"image size must be positive, got {header.width}x{header.height}")
+    flags = int(header.mode)
+    if header.seed is not None:
+        flags |= _SEED_FLAG
+    out = bytearray(MAGIC)
+    out += bytes([VERSION, flags, len(header.model_id)])
+    out += header.model_id.encode("ascii")
+    out += header.fingerprint
+    out += _varint(header.width) + _varint(header.height)
+    if header.seed is not None:
+        out += struct.pack("<I", header.seed)
+    out += _varint(len(payload))
+    out += payload
+    out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out)
+
+
+def unpack(data: bytes, max_pixels: int) -> Bitstream:
+    """Parse and validate a .gcx file; sizes above `max_pixels` raise ImageTooLarge before any allocation."""
+    reader = _Reader(data)
+    if reader.take(len(MAGIC), "magic") != MAGIC:
+        raise CorruptBitstream("not a gancodec file (the magic bytes are not 'GCX')")
+    version = reader.byte("format version")
+    if version != VERSION:
+        raise CorruptBitstream(f"unsupported format version {version}: this gancodec reads version {VERSION}")
+    flags = reader.byte("flags")
+    if flags & _RESERVED_FLAGS:
+        raise CorruptBitstream(f"reserved flag bits are set (flags 0x{flags:02x})")
+    try:
+        mode = Mode(flags & _MODE_MASK)
+    except ValueError:
+        raise CorruptBitstream(f"unknown coding mode {flags & _MODE_MASK}") from None
+    id_length = reader.byte("model id length")
+    model_id = reader.take(id_length, "model id").decode("ascii", errors="replace")
+    if not MODEL_ID_PATTERN.fullmatch(model_id):
+        raise CorruptBitstream("the model id is not 1-64 characters of [A-Za-z0-9._-]")
+    fingerprint = reader.take(FINGERPRINT_BYTES, "model fingerprint")
+    width = reader.varint("width")
+    height = reader.varint("height")
+    if width < 1 or height < 1:
+        raise CorruptBitstream(f"the header gives an empty image ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"the file declares a {width}x{height} image ({width * height} pixels), "
+            f"above the limit of {max_pixels} pixels"
+        )
+    seed = struct.unpack("<I", reader.take(4, "noise seed"))[0] if flags & _SEED_FLAG else None
+    payload_length = reader.varint("payload length")
+    if payload_length > reader.remaining - CRC_BYTES:
+        raise CorruptBitstream(
+            f"truncated file: the payload needs {payload_length} bytes plus a {CRC_BYTES}-byte checksum, "
+            f"{reader.remaining} bytes remain"
+        )
+    payload = reader.take(payload_length, "payload")
+    stored_crc = struct.unpack("<I", reader.take(CRC_BYTES, "checksum"))[0]
+    if reader.remaining:
+        raise CorruptBitstream(f"{reader.remaining} unexpected bytes after the checksum")
+    if zlib.crc32(memoryview(data)[: len(data) - CRC_BYTES]) != stored_crc:
+        raise CorruptBitstream("checksum mismatch: the file is corrupt")
+    header = Header(model_id, fingerprint, width, height, mode, seed)
+    return Bitstream(header=header, payload=payload, size=len(data))
+
+
+def _varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, low bits first, high bit set on every byte but the last."""
+    if value < 0 or value >= 1 << (7 * MAX_VARINT_BYTES):
+        raise ValueError(f"{value} does not fit a {MAX_VARINT_BYTES}-byte varint")
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if not value:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
+
+
+class _Reader:
+    """Bounds-checked reads from the front of the file; running out is reported as truncation of a named field."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._offset = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self._data) - self._offset
+
+    def take(self, count: int, field: str) -> bytes:
+        if count > self.remaining:
+            raise CorruptBitstream(f"truncated file: it ends inside the {field}")
+        chunk = self._data[self._offset : self._offset + count].tobytes()
+        self._offset += count
+        return chunk
+
+    def byte(self, field: str) -> int:
+        return self.take(1, field)[0]
+
+    def varint(self, field: str) -> int:
+        value = 0
+        for index in range(MAX_VARINT_BYTES):
+            byte = self.byte(field)
+            value |= (byte & 0x7F) << (7 * index)
+            if not byte & 0x80:
+                if byte == 0 and index > 0:
+                    raise CorruptBitstream(f"the {field} is not minimally encoded")
+                return value
+        raise CorruptBitstream(f"the {field} is longer than {MAX_VARINT_BYTES} bytes")

@@ -1,0 +1,106 @@
+"""Safe image decoding (allow-listed formats, pixel cap checked from the header) and deterministic PNG output."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.codec.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
+
+DEFAULT_MAX_PIXELS = 4096 * 4096
+"""Largest image (width * height) accepted by default, for both input images and bitstream headers."""
+
+_SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "PNG": (b"\x89PNG\r\n\x1a\n",),
+    "JPEG": (b"\xff\xd8\xff",),
+}
+_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    pixels: np.ndarray
+    """RGB uint8, shape (height, width, 3), C-contiguous."""
+    format: str
+    """Pillow's name for the source format: PNG, JPEG or WEBP."""
+    notes: tuple[str, ...] = ()
+    """What was changed on the way to RGB (alpha dropped, first frame used), for the caller to report."""
+
+
+def sniff_format(data: bytes) -> str:
+    """The format from the magic bytes alone, so no other Pillow plugin ever parses untrusted input."""
+    if not data:
+        raise InvalidImage("the image is empty (0 bytes)")
+    for name, signatures in _SIGNATURES.items():
+        if data.startswith(signatures):
+            return name
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    raise UnsupportedFormat("unsupported image format: only PNG, JPEG and WebP are accepted")
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode PNG/JPEG/WebP bytes to RGB uint8, refusing images above `max_pixels` before decoding pixels."""
+    fmt = sniff_format(data)
+    try:
+        with warnings.catch_warnings():
+            # Our own cap below is the limit; Pillow's global bomb warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt]) as image:
+                width, height = image.size
+                _check_size(width, height, max_pixels)
+                notes = []
+                if getattr(image, "n_frames", 1) > 1:
+                    notes.append(f"animated image: only the first of {image.n_frames} frames was used")
+                image.load()
+                pixels, more_notes = _to_rgb(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as error:
+        raise ImageTooLarge(f"image is too large: {error}") from None
+    except UnidentifiedImageError:
+        raise InvalidImage(f"not a valid {fmt} image (its header is corrupt or truncated)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise InvalidImage(f"cannot decode the {fmt} image (truncated or corrupt?): {error}") from None
+    return DecodedImage(pixels=pixels, format=fmt, notes=(*notes, *more_notes))
+
+
+def _to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:
+    """Any decoded mode to RGB uint8; 16-bit grey is scaled (Pillow's own convert would clip it)."""
+    notes = []
+    if image.mode in _ALPHA_MODES or (image.mode in {"P", "L", "RGB"} and "transparency" in image.info):
+        notes.append("transparency dropped: the codec stores RGB only")
+    if image.mode in _SIXTEEN_BIT_MODES:
+        grey = np.asarray(image).astype(np.float64).clip(0, 65535) / 257.0
+        pixels = np.repeat(np.rint(grey).astype(np.uint8)[:, :, None], 3, axis=2)
+    else:
+        pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(pixels), notes
+
+
+def check_rgb(pixels: np.ndarray, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Validate an in-memory image: RGB uint8 (height, width, 3), at least 1x1, within the cap (None: no cap)."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise InvalidImage(f"expected RGB uint8 pixels of shape (height, width, 3), got {pixels.dtype} {pixels.shape}")
+    height, width = pixels.shape[:2]
+    if width == 0 or height == 0:
+        raise InvalidImage(f"the image has no pixels ({width}x{height})")
+    if max_pixels is not None:
+        _check_size(width, height, max_pixels)
+    return pixels
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} ({width * height} pixels), above the limit of {max_pixels}")
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """PNG with fixed options, so equal pixels always give equal bytes (same Pillow and zlib)."""
+    buffer = io.BytesIO()
+    image = Image.fromarray(np.ascontiguousarray(check_rgb(pixels, max_pixels=None)), "RGB")
+    image.save(buffer, format="PNG", compress_level=6, optimize=False)
+    return buffer.getvalue()

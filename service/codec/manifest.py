@@ -1,0 +1,170 @@
+"""A model directory's manifest.json: read, validate and fingerprint it (the contract with models/export.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+import struct
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from service.codec.container import FINGERPRINT_BYTES, MODEL_ID_PATTERN
+from service.codec.entropy import MAX_PRECISION
+from service.codec.errors import InvalidModel
+
+FORMAT = "gancodec-model"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+GRAPHS = ("encoder", "generator")
+KNOWN_MODES = ("gc", "sc")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FINGERPRINT_DOMAIN = b"gancodec-model-fingerprint-v1\x00"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    directory: Path
+    id: str
+    version: str
+    graph_files: dict[str, Path]
+    """Absolute path of each graph ("encoder", "generator")."""
+    graph_sha256: dict[str, str]
+    latent_channels: int
+    centres: tuple[float, ...]
+    downsampling: int
+    noise_channels: int
+    modes: tuple[str, ...]
+    precision: int
+    frequencies: tuple[tuple[int, ...], ...]
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def fingerprint(self) -> bytes:
+        """8 bytes naming everything decoding depends on: both graphs and the quantiser/entropy tables.
+
+        sha256 over a fixed binary layout (docs/bitstream.md), not over JSON text, so the manifest's formatting
+        and free-form fields (metrics, training) do not change it.
+        """
+        digest = hashlib.sha256(_FINGERPRINT_DOMAIN)
+        for name in GRAPHS:
+            digest.update(bytes.fromhex(self.graph_sha256[name]))
+        levels = len(self.centres)
+        digest.update(struct.pack("<4I", self.latent_channels, levels, self.downsampling, self.noise_channels))
+        digest.update(struct.pack(f"<{levels}d", *self.centres))
+        digest.update(struct.pack("<I", self.precision))
+        for row in self.frequencies:
+            digest.update(struct.pack(f"<{levels}I", *row))
+        return digest.digest()[:FINGERPRINT_BYTES]
+
+
+def load_manifest(directory: Path) -> Manifest:
+    """Read and validate `directory`/manifest.json, including each graph's sha256 against the file on disk."""
+    path = directory / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidModel(f"{path}: cannot read the manifest: {error}") from None
+    try:
+        manifest = _parse(directory.resolve(), data)
+    except KeyError as error:
+        raise InvalidModel(f"{path}: invalid manifest: missing field {error}") from None
+    except (TypeError, ValueError) as error:
+        raise InvalidModel(f"{path}: invalid manifest: {error}") from None
+    for name in GRAPHS:
+        actual = sha256_file(manifest.graph_files[name])
+        if actual != manifest.graph_sha256[name]:
+            raise InvalidModel(f"{manifest.graph_files[name]}: sha256 {actual} differs from the manifest's")
+    return manifest
+
+
+def sha256_file(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:
+        raise InvalidModel(f"cannot read graph {path}: {error}") from None
+
+
+def _parse(directory: Path, data: Any) -> Manifest:
+    if not isinstance(data, dict):
+        raise TypeError("the manifest is not a JSON object")
+    if data["format"] != FORMAT or data["format_version"] != FORMAT_VERSION:
+        raise ValueError(f"expected format {FORMAT!r} version {FORMAT_VERSION}")
+    model_id = _typed(data, "id", str)
+    if not MODEL_ID_PATTERN.fullmatch(model_id):
+        raise ValueError(f"id {model_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
+    graph_files, graph_sha256 = {}, {}
+    for name in GRAPHS:
+        entry = data["graphs"][name]
+        file = _typed(entry, "file", str)
+        resolved = (directory / file).resolve()
+        if resolved.parent != directory:
+            raise ValueError(f"graph file {file!r} must be a plain file name inside the model directory")
+        sha = _typed(entry, "sha256", str).lower()
+        if not _SHA256.fullmatch(sha):
+            raise ValueError(f"graphs.{name}.sha256 is not 64 hex digits")
+        graph_files[name], graph_sha256[name] = resolved, sha
+    channels = _positive(data, "latent_channels")
+    centres = tuple(float(_check(c, (int, float), "a centre")) for c in _typed(data, "centres", list))
+    if not 2 <= len(centres) <= 256 or not all(math.isfinite(c) for c in centres):
+        raise ValueError("centres must be 2-256 finite numbers")
+    if any(a >= b for a, b in itertools.pairwise(centres)):
+        raise ValueError("centres must be strictly increasing")
+    noise_channels = _typed(data, "noise_channels", int)
+    if noise_channels < 0:
+        raise ValueError("noise_channels must be >= 0")
+    modes = tuple(_typed(data, "modes", list))
+    if not modes or any(mode not in KNOWN_MODES for mode in modes):
+        raise ValueError(f"modes must be a non-empty subset of {list(KNOWN_MODES)}")
+    entropy = _typed(data, "entropy", dict)
+    precision = _typed(entropy, "precision", int)
+    if not 1 <= precision <= MAX_PRECISION:
+        raise ValueError(f"entropy.precision must be in 1..{MAX_PRECISION}")
+    frequencies = tuple(
+        tuple(_check(f, int, "a frequency") for f in _check(row, list, "a frequency table"))
+        for row in _typed(entropy, "frequencies", list)
+    )
+    if len(frequencies) != channels:
+        raise ValueError(f"entropy.frequencies needs one table per latent channel ({channels})")
+    for row in frequencies:
+        if len(row) != len(centres) or min(row) < 1 or sum(row) != 1 << precision:
+            raise ValueError(f"each frequency table needs {len(centres)} integers >= 1 summing to 2**{precision}")
+    return Manifest(
+        directory=directory,
+        id=model_id,
+        version=str(data["version"]),
+        graph_files=graph_files,
+        graph_sha256=graph_sha256,
+        latent_channels=channels,
+        centres=centres,
+        downsampling=_positive(data, "downsampling"),
+        noise_channels=noise_channels,
+        modes=modes,
+        precision=precision,
+        frequencies=frequencies,
+        training=_typed(data, "training", dict) if "training" in data else {},
+        metrics=_typed(data, "metrics", dict) if "metrics" in data else {},
+    )
+
+
+def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    return _check(data[key], kind, key)
+
+
+def _check(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    """`value` if it is of `kind`; JSON booleans are refused where numbers are expected."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{what} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _positive(data: dict[str, Any], key: str) -> int:
+    value = _typed(data, key, int)
+    if value < 1:
+        raise ValueError(f"{key} must be >= 1")
+    return value

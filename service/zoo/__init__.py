@@ -1,0 +1,1 @@
+"""Shipped models: one folder each with encoder.onnx, generator.onnx and manifest.json."""

@@ -1,0 +1,124 @@
+"""The .gcx container: exact round trips, and a clear CorruptBitstream for every malformed file."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+
+from service.codec import CorruptBitstream, Header, ImageTooLarge, Mode
+from service.codec.container import pack, unpack
+
+CAP = 4096 * 4096
+HEADER = Header(model_id="gc-small-c8", fingerprint=bytes(range(8)), width=480, height=360)
+PAYLOAD = bytes(range(200)) * 8
+
+
+def _recrc(data: bytes) -> bytes:
+    """Fix the checksum after deliberately editing a header field, to reach the check behind it."""
+    return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
+
+
+def test_round_trip_keeps_every_field():
+    with_seed = Header("m", b"\xff" * 8, 1, 1, Mode.GC, seed=0xDEADBEEF)
+    for header in (HEADER, with_seed, Header("a.b_c-9", bytes(8), 2**20, 3)):
+        bitstream = unpack(pack(header, PAYLOAD), CAP * 1024)
+        assert bitstream.header == header
+        assert bitstream.payload == PAYLOAD
+
+
+def test_header_costs_few_bytes():
+    # magic 3 + version 1 + flags 1 + id length 1 + id 11 + fingerprint 8 + width 2 + height 2 + length 2 + crc 4
+    assert len(pack(HEADER, PAYLOAD)) - len(PAYLOAD) == 35
+
+
+def test_size_counts_the_whole_file():
+    data = pack(HEADER, PAYLOAD)
+    assert unpack(data, CAP).size == len(data)
+
+
+def test_wrong_magic_is_rejected():
+    data = pack(HEADER, PAYLOAD)
+    with pytest.raises(CorruptBitstream, match="magic"):
+        unpack(b"PNG" + data[3:], CAP)
+
+
+def test_unknown_version_is_rejected():
+    data = bytearray(pack(HEADER, PAYLOAD))
+    data[3] = 2
+    with pytest.raises(CorruptBitstream, match="version 2"):
+        unpack(_recrc(bytes(data)), CAP)
+
+
+def test_reserved_flags_and_unknown_mode_are_rejected():
+    for flags, message in ((0x80, "reserved"), (0x05, "mode")):
+        data = bytearray(pack(HEADER, PAYLOAD))
+        data[4] = flags
+        with pytest.raises(CorruptBitstream, match=message):
+            unpack(_recrc(bytes(data)), CAP)
+
+
+def test_every_truncation_is_rejected():
+    data = pack(HEADER, PAYLOAD[:40])
+    for length in range(len(data)):
+        with pytest.raises(CorruptBitstream):
+            unpack(data[:length], CAP)
+
+
+def test_truncated_payload_says_truncated():
+    with pytest.raises(CorruptBitstream, match="truncated"):
+        unpack(pack(HEADER, PAYLOAD)[:-100], CAP)
+
+
+def test_every_corrupted_byte_is_rejected():
+    data = pack(HEADER, PAYLOAD[:40])
+    for index in range(len(data)):
+        corrupted = bytearray(data)
+        corrupted[index] ^= 0x41
+        with pytest.raises(CorruptBitstream):
+            unpack(bytes(corrupted), CAP)
+
+
+def test_trailing_bytes_are_rejected():
+    with pytest.raises(CorruptBitstream, match="after the checksum"):
+        unpack(pack(HEADER, PAYLOAD) + b"\x00", CAP)
+
+
+def test_header_claiming_huge_size_is_rejected_before_allocation():
+    # 2**34 x 2**34 pixels would be ~10**21 bytes: the check must come from the header alone, at once.
+    huge = Header("gc-small-c8", bytes(8), 2**34, 2**34)
+    with pytest.raises(ImageTooLarge, match="limit"):
+        unpack(pack(huge, b"\x00" * 4), CAP)
+
+
+def test_size_over_the_callers_cap_is_rejected():
+    with pytest.raises(ImageTooLarge):
+        unpack(pack(HEADER, PAYLOAD), max_pixels=480 * 360 - 1)
+    assert unpack(pack(HEADER, PAYLOAD), max_pixels=480 * 360).header == HEADER
+
+
+def test_overlong_and_non_minimal_varints_are_rejected():
+    prefix = b"GCX\x01\x00\x01m" + bytes(8)
+    for width, message in ((b"\xff" * 6, "longer than"), (b"\x81\x00", "minimally")):
+        data = prefix + width + b"\x01\x00"
+        with pytest.raises(CorruptBitstream, match=message):
+            unpack(_recrc(data + b"\x00" * 4), CAP)
+
+
+def test_zero_size_and_bad_model_id_are_rejected():
+    zero = b"GCX\x01\x00\x01m" + bytes(8) + b"\x00\x01\x00"
+    with pytest.raises(CorruptBitstream, match="empty image"):
+        unpack(_recrc(zero + bytes(4)), CAP)
+    bad_id = b"GCX\x01\x00\x02m/" + bytes(8) + b"\x01\x01\x00"
+    with pytest.raises(CorruptBitstream, match="model id"):
+        unpack(_recrc(bad_id + bytes(4)), CAP)
+
+
+def test_pack_refuses_invalid_headers():
+    with pytest.raises(ValueError):
+        pack(Header("bad id", bytes(8), 1, 1), b"")
+    with pytest.raises(ValueError):
+        pack(Header("m", bytes(7), 1, 1), b"")
+    with pytest.raises(ValueError):
+        pack(Header("m", bytes(8), 0, 1), b"")

@@ -1,0 +1,85 @@
+"""Entropy coding: exact round trips with skewed tables, a rate near the entropy, and no crash on garbage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.codec import CorruptBitstream
+from service.codec.entropy import EntropyCoder
+
+SKEWED = [[60000, 2000, 1000, 1536, 1000], [1, 1, 65532, 1, 1], [13108, 13107, 13107, 13107, 13107]]
+
+
+def _draw(tables: list[list[int]], height: int, width: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack(
+        [rng.choice(len(row), size=(height, width), p=np.asarray(row) / sum(row)) for row in tables]
+    ).astype(np.uint8)
+
+
+def test_entropy_round_trip_with_skewed_tables():
+    coder = EntropyCoder(SKEWED, precision=16)
+    for seed, (height, width) in enumerate([(1, 1), (2, 3), (23, 30), (68, 120)]):
+        symbols = _draw(SKEWED, height, width, seed)
+        decoded = coder.decode(coder.encode(symbols), height, width)
+        assert decoded.dtype == np.uint8
+        np.testing.assert_array_equal(decoded, symbols)
+
+
+def test_rare_symbols_still_round_trip():
+    coder = EntropyCoder(SKEWED, precision=16)
+    symbols = np.zeros((3, 4, 5), dtype=np.uint8)
+    symbols[1] = 4  # frequency 1 in 65536 in channel 1
+    np.testing.assert_array_equal(coder.decode(coder.encode(symbols), 4, 5), symbols)
+
+
+def test_rate_is_close_to_the_entropy():
+    coder = EntropyCoder(SKEWED, precision=16)
+    symbols = _draw(SKEWED, 100, 100, seed=7)
+    probabilities = np.asarray(SKEWED, dtype=np.float64) / 65536
+    information = -sum(np.log2(probabilities[c][symbols[c]]).sum() for c in range(3))
+    bits = 8 * len(coder.encode(symbols))
+    assert information <= bits <= information * 1.01 + 64
+
+
+def test_payload_bytes_are_stable():
+    """Golden bytes: a change here means files written before would no longer decode (e.g. a constriction update)."""
+    coder = EntropyCoder([[60000, 2000, 1000, 1536, 1000], [1, 1, 65532, 1, 1]], precision=16)
+    symbols = np.array([[[0, 0, 1, 0], [0, 2, 0, 4]], [[2, 2, 2, 2], [2, 2, 0, 2]]], dtype=np.uint8)
+    assert coder.encode(symbols).hex() == "e505b8c941cca1ab"
+
+
+def test_corrupt_payload_raises_without_hanging():
+    coder = EntropyCoder(SKEWED, precision=16)
+    symbols = _draw(SKEWED, 20, 20, seed=3)
+    payload = coder.encode(symbols)
+    with pytest.raises(CorruptBitstream, match="32-bit words"):
+        coder.decode(payload[:-1], 20, 20)
+    with pytest.raises(CorruptBitstream, match="longer"):
+        coder.decode(payload + bytes(8), 20, 20)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        garbage = rng.integers(0, 256, size=4 * int(rng.integers(0, 40)), dtype=np.uint8).tobytes()
+        try:
+            decoded = coder.decode(garbage, 20, 20)
+        except CorruptBitstream:
+            continue
+        assert decoded.shape == (3, 20, 20) and int(decoded.max()) < 5
+
+
+@pytest.mark.parametrize(
+    ("tables", "precision"),
+    [([[65535, 1]], 15), ([[0, 65536]], 16), ([[65536]], 16), ([], 16), ([[3, 1], [1, 1, 2]], 2), ([[1, 1]], 30)],
+)
+def test_invalid_tables_are_refused(tables, precision):
+    with pytest.raises(ValueError):
+        EntropyCoder(tables, precision)
+
+
+def test_encode_refuses_symbols_out_of_range():
+    coder = EntropyCoder(SKEWED, precision=16)
+    with pytest.raises(ValueError):
+        coder.encode(np.full((3, 2, 2), 5, dtype=np.uint8))
+    with pytest.raises(ValueError):
+        coder.encode(np.zeros((2, 2, 2), dtype=np.uint8))
