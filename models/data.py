@@ -24,6 +24,13 @@ def load_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8)
 
 
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 1]; a single image gets a batch axis."""
+    if images.ndim == 3:
+        images = images[None]
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
 def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -59,6 +66,10 @@ class CropSampler:
         images = {name: [a for a in arrays if min(a.shape[:2]) >= crop] for name, arrays in images.items()}
         return cls(images={n: a for n, a in images.items() if a}, crop=crop, rng=np.random.default_rng(seed))
 
+    def summary(self) -> dict[str, int]:
+        """Images per source, recorded with the checkpoint and the exported model."""
+        return {name: len(arrays) for name, arrays in self.images.items()}
+
     def batch(self, size: int) -> torch.Tensor:
         names = list(self.images)
         crops = np.empty((size, self.crop, self.crop, 3), dtype=np.uint8)
@@ -69,4 +80,4 @@ class CropSampler:
             left = self.rng.integers(image.shape[1] - self.crop + 1)
             crop = image[top : top + self.crop, left : left + self.crop]
             crops[i] = crop[:, ::-1] if self.rng.random() < 0.5 else crop
-        return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0)
+        return to_tensor(crops)

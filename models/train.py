@@ -29,7 +29,7 @@ from tqdm import tqdm
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.codec import GenerativeCodec
 from models.config import CONFIGS, ExperimentConfig, TrainConfig
-from models.data import CropSampler, load_rgb, training_sources, validation_files
+from models.data import CropSampler, load_rgb, to_tensor, training_sources, validation_files
 from models.networks import MultiScaleDiscriminator
 
 LOG_FIELDS = [
@@ -111,23 +111,27 @@ class Distributed:
 
 
 class Trainer:
-    def __init__(self, config: ExperimentConfig, run_dir: Path, env: Distributed, extra_data: list[Path]) -> None:
-        self.config, self.cfg, self.run_dir, self.env = config, config.train, run_dir, env
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        run_dir: Path,
+        sampler: CropSampler,
+        validation: list[Tensor],
+        env: Distributed | None = None,
+    ) -> None:
+        self.config, self.cfg, self.run_dir = config, config.train, run_dir
+        self.env = env = env or Distributed()
+        self.sampler = sampler
+        self.validation = [image.to(env.device) for image in validation]
         torch.manual_seed(self.cfg.seed + env.rank)
         self.codec = GenerativeCodec(config.model, self.cfg.soft_assignment_sigma).to(env.device)
         self.ema = copy.deepcopy(self.codec).requires_grad_(False)
         self.discriminator = MultiScaleDiscriminator(config.model).to(env.device)
         self.opt_g = torch.optim.Adam(self.codec.parameters(), lr=self.cfg.learning_rate, betas=(0.9, 0.999))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.learning_rate, betas=(0.5, 0.999))
-        self.sampler = CropSampler.load(training_sources(extra=extra_data), self.cfg.crop, self.cfg.seed + env.rank)
-        self.validation = [
-            torch.from_numpy(load_rgb(p).copy()).permute(2, 0, 1)[None].float().div(255).to(env.device)
-            for p in validation_files()
-        ]
         self.step = 0
         self.run_start = 0
         self.hours = 0.0
-        self.data_files = {name: len(files) for name, files in training_sources(extra=extra_data).items()}
 
     # -- state --------------------------------------------------------------------------------------------
     @property
@@ -139,7 +143,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "step": self.step,
             "hours": self.hours,
-            "data": self.data_files,
+            "data": self.sampler.summary(),
             "codec": self.codec.state_dict(),
             "ema": self.ema.state_dict(),
             "discriminator": self.discriminator.state_dict(),
@@ -278,7 +282,10 @@ def main(argv: list[str] | None = None) -> None:
     config = ExperimentConfig.from_dict(state["config"]) if state else CONFIGS[args.config]
     if args.bf16 is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, bf16=args.bf16))
-    trainer = Trainer(config, run_dir, env, args.extra_data)
+    sources = training_sources(extra=args.extra_data)
+    sampler = CropSampler.load(sources, config.train.crop, config.train.seed + env.rank)
+    validation = [to_tensor(load_rgb(path)) for path in validation_files()]
+    trainer = Trainer(config, run_dir, sampler, validation, env)
     if state:
         trainer.restore(state)
     trainer.run(args.steps, args.minutes)

@@ -1,0 +1,107 @@
+"""The training package: quantiser, entropy tables, schedule, the loop's stages, resume and ONNX parity."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint, make_seed, save_checkpoint
+from models.codec import GenerativeCodec
+from models.config import CONFIGS, ExperimentConfig
+from models.data import CropSampler, to_tensor
+from models.export import export_model, onnx_parity
+from models.quantizer import ChannelEntropyModel, Quantizer
+from models.train import Trainer, learning_rate
+
+TINY = CONFIGS["tiny"]
+
+
+def make_trainer(run_dir: Path, make_image: Callable[..., np.ndarray], **train_overrides: object) -> Trainer:
+    config = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, **train_overrides))
+    images = {"synthetic": [make_image(64, 80, seed) for seed in range(3)]}
+    sampler = CropSampler(images=images, crop=config.train.crop, rng=np.random.default_rng(0))
+    return Trainer(config, run_dir, sampler, [to_tensor(make_image(40, 56, 9))])
+
+
+def test_quantizer_maps_to_nearest_centre_and_passes_gradients_straight_through() -> None:
+    quantizer = Quantizer((-2.0, -1.0, 0.0, 1.0, 2.0), sigma=1.0)
+    w = torch.tensor([-7.0, -1.4, 0.2, 0.6, 2.4], requires_grad=True)
+    out = quantizer(w)
+    assert out.latent.tolist() == [-2.0, -1.0, 0.0, 1.0, 2.0]
+    assert out.symbols.tolist() == [0, 1, 2, 3, 4]
+    out.latent.sum().backward()
+    assert w.grad.tolist() == [1.0] * 5
+
+
+def test_range_penalty_is_zero_inside_the_centres_and_grows_outside() -> None:
+    quantizer = Quantizer((-2.0, -1.0, 0.0, 1.0, 2.0), sigma=1.0)
+    assert quantizer.range_penalty(torch.tensor([-2.4, 0.0, 2.4])).item() == 0.0
+    assert quantizer.range_penalty(torch.tensor([3.5])).item() == pytest.approx(1.0)
+
+
+def test_frequency_tables_are_positive_and_sum_to_the_precision() -> None:
+    model = ChannelEntropyModel(channels=3, levels=5)
+    with torch.no_grad():
+        model.logits[0] = torch.tensor([30.0, 0.0, 0.0, 0.0, 0.0])
+    for table in model.frequency_tables(precision=16):
+        assert sum(table) == 1 << 16
+        assert min(table) >= 1
+    assert model.frequency_tables(16)[0][0] > 60_000
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor() -> None:
+    cfg = CONFIGS["small"].train
+    assert learning_rate(0, 0, cfg) < cfg.learning_rate / 100
+    assert learning_rate(cfg.warmup_steps, 0, cfg) == pytest.approx(cfg.learning_rate)
+    end = cfg.decay_start + cfg.decay_steps
+    assert learning_rate(end, 0, cfg) == pytest.approx(cfg.learning_rate * cfg.final_lr_fraction)
+
+
+def test_distortion_stage_then_gan_stage_are_logged(tmp_path: Path, make_image: Callable[..., np.ndarray]) -> None:
+    trainer = make_trainer(tmp_path, make_image, distortion_only_steps=2)
+    trainer.run(total_steps=4, max_minutes=None)
+    rows = list(csv.DictReader((tmp_path / "log.csv").read_text().splitlines()))
+    assert [row["stage"] for row in rows] == ["distortion", "gan"]
+    assert rows[1]["discriminator"] and rows[1]["feature_matching"]
+    assert float(rows[0]["val_psnr"]) > 0
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path: Path, make_image: Callable[..., np.ndarray]) -> None:
+    make_trainer(tmp_path, make_image).run(total_steps=2, max_minutes=None)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 2
+    resumed = make_trainer(tmp_path, make_image)
+    resumed.restore(state)
+    resumed.run(total_steps=4, max_minutes=None)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
+
+
+def test_seed_checkpoint_restarts_training_from_averaged_weights(
+    tmp_path: Path, make_image: Callable[..., np.ndarray]
+) -> None:
+    trainer = make_trainer(tmp_path / "run", make_image)
+    trainer.run(total_steps=2, max_minutes=None)
+    save_checkpoint(make_seed(trainer.state()), tmp_path / "seed.pt")
+    seed = load_checkpoint(tmp_path / "seed.pt")
+    assert "opt_g" not in seed
+    assert ExperimentConfig.from_dict(seed["config"]) == trainer.config
+    fresh = make_trainer(tmp_path / "next", make_image)
+    fresh.restore(seed)
+    assert fresh.step == 2
+    weights = next(iter(trainer.ema.state_dict().values()))
+    assert torch.allclose(next(iter(fresh.codec.state_dict().values())), weights, atol=1e-2)
+
+
+def test_onnx_export_matches_pytorch(tmp_path: Path, make_image: Callable[..., np.ndarray]) -> None:
+    torch.manual_seed(0)
+    codec = GenerativeCodec(TINY.model)
+    export_model(codec, tmp_path, "gc-parity")
+    parity = onnx_parity(codec, tmp_path, make_image(70, 100))
+    assert parity["encoder_max_abs_diff"] < 1e-4
+    assert parity["generator_max_abs_diff"] < 1e-4
