@@ -54,9 +54,15 @@ class Encoder(nn.Module):
         layers += [conv_block(a, b, 3, 2, config.norm) for a, b in itertools.pairwise(widths)]
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(widths[-1], config.latent_channels, 3)]
         self.net = nn.Sequential(*layers)
+        self.factor = config.downsampling
+        self.bypass = nn.Conv2d(3, config.latent_channels, 1) if config.linear_bypass else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x * 2.0 - 1.0)
+        x = x * 2.0 - 1.0
+        w = self.net(x)
+        if self.bypass is not None:
+            w = w + self.bypass(F.avg_pool2d(x, self.factor))
+        return w
 
 
 class ResidualBlock(nn.Module):
@@ -95,9 +101,16 @@ class Generator(nn.Module):
         layers += [upsample_block(a, b, config.upsample, config.norm) for a, b in itertools.pairwise(widths)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(widths[-1], 3, 7)]
         self.net = nn.Sequential(*layers)
+        self.factor = config.downsampling
+        self.bypass = (
+            nn.Conv2d(config.latent_channels + config.noise_channels, 3, 1) if config.linear_bypass else None
+        )
 
     def forward(self, latent: Tensor) -> Tensor:
-        return self.net(latent) * 0.5 + 0.5
+        x = self.net(latent)
+        if self.bypass is not None:
+            x = x + F.interpolate(self.bypass(latent), scale_factor=self.factor, mode="bilinear", align_corners=False)
+        return x * 0.5 + 0.5
 
 
 class PatchDiscriminator(nn.Module):
