@@ -1,15 +1,24 @@
-"""Checkpoint files: full ones for resuming a run exactly, and small weights-only seeds for git."""
+"""Checkpoint files: full ones for resuming a run exactly, and small seeds for git.
+
+A seed holds what the shipped model does not: the discriminator (half precision), the entropy model's
+logits, the step count and the configuration. The encoder's and generator's averaged weights are read back
+from the shipped ONNX graphs, whose initialisers keep PyTorch's parameter names, so the weights live in git
+once, and a seed only resumes from the very graphs it was written beside (their sha256 is checked).
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
+import onnx
 import torch
+from onnx import numpy_helper
 
-SEED_KEYS = ("config", "step", "hours", "data", "ema", "discriminator")
+SEED_KEYS = ("config", "step", "hours", "data")
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -20,29 +29,53 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("ema", "codec", "discriminator"):
-        if key in state:
-            state[key] = {k: v.float() if v.is_floating_point() else v for k, v in state[key].items()}
-    return state
+def _float(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
 
 
-def make_seed(state: dict[str, Any]) -> dict[str, Any]:
-    """The averaged weights and the discriminator in half precision, without optimiser moments:
-    about a quarter of a full checkpoint, enough to continue training in the next session."""
+def _graph_hashes(model_dir: Path) -> dict[str, str]:
+    return {g: hashlib.sha256((model_dir / f"{g}.onnx").read_bytes()).hexdigest() for g in ("encoder", "generator")}
+
+
+def onnx_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    """The encoder's and generator's parameters, named as in GenerativeCodec's state dict."""
+    weights = {}
+    for graph in ("encoder", "generator"):
+        for tensor in onnx.load(str(model_dir / f"{graph}.onnx")).graph.initializer:
+            weights[f"{graph}.{tensor.name}"] = torch.from_numpy(numpy_helper.to_array(tensor).copy())
+    return weights
+
+
+def make_seed(state: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+    """A seed for a full checkpoint whose averaged weights were exported to `model_dir`."""
     seed = {key: state[key] for key in SEED_KEYS}
-    for key in ("ema", "discriminator"):
-        seed[key] = {k: v.half() if v.is_floating_point() else v for k, v in state[key].items()}
+    seed["discriminator"] = {k: v.half() if v.is_floating_point() else v for k, v in state["discriminator"].items()}
+    seed["codec_extras"] = {k: v for k, v in state["ema"].items() if not k.startswith(("encoder.", "generator."))}
+    seed["graphs"] = {"dir": str(model_dir), "sha256": _graph_hashes(model_dir)}
     return seed
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A full checkpoint, or a seed completed with the weights of the graphs it names."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "graphs" in state:
+        model_dir = Path(state["graphs"]["dir"])
+        if _graph_hashes(model_dir) != state["graphs"]["sha256"]:
+            raise ValueError(f"{path}: the graphs in {model_dir} are not the ones this seed was written with")
+        state["ema"] = onnx_weights(model_dir) | state.pop("codec_extras")
+    for key in ("ema", "codec", "discriminator"):
+        if key in state:
+            state[key] = _float(state[key])
+    return state
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write the weights-only seed checkpoint that goes into git.")
-    parser.add_argument("checkpoint", type=Path)
+    parser = argparse.ArgumentParser(description="Write the seed checkpoint that goes into git.")
+    parser.add_argument("checkpoint", type=Path, help="a full checkpoint (runs/CONFIG/checkpoint.pt)")
+    parser.add_argument("--model-dir", type=Path, required=True, help="where its averaged weights were exported")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    save_checkpoint(make_seed(load_checkpoint(args.checkpoint)), args.output)
+    save_checkpoint(make_seed(load_checkpoint(args.checkpoint), args.model_dir), args.output)
 
 
 if __name__ == "__main__":

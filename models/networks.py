@@ -102,9 +102,7 @@ class Generator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(widths[-1], 3, 7)]
         self.net = nn.Sequential(*layers)
         self.factor = config.downsampling
-        self.bypass = (
-            nn.Conv2d(config.latent_channels + config.noise_channels, 3, 1) if config.linear_bypass else None
-        )
+        self.bypass = nn.Conv2d(config.latent_channels + config.noise_channels, 3, 1) if config.linear_bypass else None
 
     def forward(self, latent: Tensor) -> Tensor:
         x = self.net(latent)

@@ -1,4 +1,4 @@
-"""The gancodec command line: compress, decompress, info and models.
+"""The gancodec command line: compress, decompress, info, models and serve.
 
 Errors are reported as one line, `gancodec: error: <message>`, with exit status 1 (2 for usage errors);
 a batch carries on past a failing file and exits 1 at the end.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -107,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("models", parents=[common], help="the installed models as JSON")
     sub.set_defaults(run=_models)
+
+    sub = commands.add_parser(
+        "serve", parents=[common], help="run the REST service (other settings: GANCODEC_* variables, docs/service.md)"
+    )
+    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sub.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
+    sub.set_defaults(run=_serve)
     return parser
 
 
@@ -181,6 +189,30 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the other commands need neither the web stack nor its start-up time.
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.api import Settings, create_app
+    from service.api.settings import ENV_PREFIX
+
+    try:
+        settings = Settings()
+        overrides = {name: getattr(args, name) for name in ("threads", "max_pixels") if hasattr(args, name)}
+        if hasattr(args, "model_dirs"):  # before the environment's, as for the other commands
+            overrides["model_dirs"] = [*args.model_dirs, *settings.model_dirs]
+        if overrides:
+            settings = Settings(**overrides)
+    except ValidationError as error:
+        problems = (f"{ENV_PREFIX}{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        raise CommandError(f"invalid settings: {'; '.join(problems)}") from None
+    # uvicorn configures only its own loggers; this shows the service's (models loaded) beside them.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    return 0
+
+
 def _batch(args: argparse.Namespace, suffix: str, one: Callable[[Path, Path], str]) -> int:
     """Run `one(source, target)` over the inputs; report each failure on one line and carry on."""
     pairs = _targets(args.inputs, args.output, suffix)
@@ -243,6 +275,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (1-65535)")
     return value
 
 

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.codec import ImageTooLarge, InvalidImage, UnsupportedFormat, decode_image, encode_png
+from service.codec import (
+    ImageInfo,
+    ImageTooLarge,
+    InvalidImage,
+    UnsupportedFormat,
+    decode_image,
+    encode_png,
+    probe_image,
+)
 
 
 def _save(image: Image.Image, fmt: str, **options) -> bytes:
@@ -95,6 +103,18 @@ def test_pixel_cap_is_checked_from_the_header_before_decoding():
     with pytest.raises(ImageTooLarge):
         decode_image(encode_png(_rgb(20, 30)), max_pixels=599)
     assert decode_image(encode_png(_rgb(20, 30)), max_pixels=600).pixels.shape == (20, 30, 3)
+
+
+def test_probe_reads_format_and_size_from_the_header_alone():
+    # Only the header exists behind this PNG, so the probe cannot have decoded pixels.
+    assert probe_image(_png_claiming(300, 200)) == ImageInfo("PNG", 300, 200)
+    assert probe_image(_save(Image.fromarray(_rgb(20, 30)), "WEBP")) == ImageInfo("WEBP", 30, 20)
+    with pytest.raises(ImageTooLarge, match="5000x5000"):
+        probe_image(_png_claiming(5000, 5000))
+    with pytest.raises(UnsupportedFormat):
+        probe_image(b"GIF89a" + bytes(20))
+    with pytest.raises(InvalidImage):
+        probe_image(b"\x89PNG\r\n\x1a\n" + bytes(8))
 
 
 def test_grey_palette_and_bilevel_images_become_rgb():

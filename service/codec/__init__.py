@@ -12,7 +12,7 @@ from service.codec.errors import (
     UnknownModel,
     UnsupportedFormat,
 )
-from service.codec.imageio import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, encode_png
+from service.codec.imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageInfo, decode_image, encode_png, probe_image
 from service.codec.manifest import Manifest, load_manifest
 from service.codec.model import Model, RuntimeOptions
 from service.codec.pipeline import bits_per_pixel, compress, decompress, decompress_png, reconstruct
@@ -25,6 +25,7 @@ __all__ = [
     "CorruptBitstream",
     "DecodedImage",
     "Header",
+    "ImageInfo",
     "ImageTooLarge",
     "InferenceError",
     "InvalidImage",
@@ -44,6 +45,7 @@ __all__ = [
     "decompress_png",
     "encode_png",
     "load_manifest",
+    "probe_image",
     "reconstruct",
     "unpack",
 ]

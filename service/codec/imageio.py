@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +34,15 @@ class DecodedImage:
     """What was changed on the way to RGB (alpha dropped, first frame used), for the caller to report."""
 
 
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    """Pillow's name for the format: PNG, JPEG or WEBP."""
+    width: int
+    height: int
+    """The size stored in the header, before any EXIF rotation."""
+
+
 def sniff_format(data: bytes) -> str:
     """The format from the magic bytes alone, so no other Pillow plugin ever parses untrusted input."""
     if not data:
@@ -44,28 +55,44 @@ def sniff_format(data: bytes) -> str:
     raise UnsupportedFormat("unsupported image format: only PNG, JPEG and WebP are accepted")
 
 
+def probe_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Format and size from the magic bytes and header alone, checked against `max_pixels`; no pixel is decoded.
+
+    Cheap enough for a server to reject bad uploads before queueing the real decode.
+    """
+    with _open(data, max_pixels) as (image, fmt):
+        return ImageInfo(fmt, *image.size)
+
+
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode PNG/JPEG/WebP bytes to RGB uint8, refusing images above `max_pixels` before decoding pixels."""
+    with _open(data, max_pixels) as (image, fmt):
+        notes = []
+        if getattr(image, "n_frames", 1) > 1:
+            notes.append(f"animated image: only the first of {image.n_frames} frames was used")
+        image.load()
+        pixels, more_notes = _to_rgb(ImageOps.exif_transpose(image))
+    return DecodedImage(pixels=pixels, format=fmt, notes=(*notes, *more_notes))
+
+
+@contextmanager
+def _open(data: bytes, max_pixels: int) -> Iterator[tuple[Image.Image, str]]:
+    """Open with the sniffed format's plugin only, check the size, and turn Pillow's errors (also those raised
+    while the caller decodes inside the block) into codec errors."""
     fmt = sniff_format(data)
     try:
         with warnings.catch_warnings():
             # Our own cap below is the limit; Pillow's global bomb warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[fmt]) as image:
-                width, height = image.size
-                _check_size(width, height, max_pixels)
-                notes = []
-                if getattr(image, "n_frames", 1) > 1:
-                    notes.append(f"animated image: only the first of {image.n_frames} frames was used")
-                image.load()
-                pixels, more_notes = _to_rgb(ImageOps.exif_transpose(image))
+                _check_size(*image.size, max_pixels)
+                yield image, fmt
     except Image.DecompressionBombError as error:
         raise ImageTooLarge(f"image is too large: {error}") from None
     except UnidentifiedImageError:
         raise InvalidImage(f"not a valid {fmt} image (its header is corrupt or truncated)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise InvalidImage(f"cannot decode the {fmt} image (truncated or corrupt?): {error}") from None
-    return DecodedImage(pixels=pixels, format=fmt, notes=(*notes, *more_notes))
 
 
 def _to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:

@@ -1,0 +1,80 @@
+"""The application factory: settings in, a FastAPI app out (models load when its lifespan starts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from service.api import problems
+from service.api.docs import install_docs
+from service.api.limits import BodyLimitMiddleware
+from service.api.metrics import Metrics, MetricsMiddleware
+from service.api.routers import codec, health, metrics, models
+from service.api.runtime import lifespan
+from service.api.settings import Settings
+
+API_VERSION = "0.1.0"
+"""The contract's version (openapi.json), not the package's: bump it when the API changes."""
+
+_TAGS = [
+    {"name": "codec", "description": "Compress images to .gcx bitstreams and back. Needs X-API-Key when keys are set."},
+    {"name": "models", "description": "The installed models. Needs X-API-Key when keys are set."},
+    {"name": "health", "description": "Probes for orchestrators and load balancers; always open."},
+    {"name": "metrics", "description": "Prometheus metrics; always open."},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; without `settings`, they are read from the GANCODEC_* environment variables."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="gancodec",
+        version=API_VERSION,
+        summary="Extreme generative image compression (Agustsson et al. 2019) over HTTP.",
+        openapi_tags=_TAGS,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    problems.install_handlers(app)
+    routers = [module.router for module in (codec, models, health, metrics)]
+    for router in routers:
+        app.include_router(router)
+    install_docs(app)
+    endpoints = frozenset(route.path for router in routers for route in router.routes if isinstance(route, APIRoute))
+    # The middleware added last runs outermost: the metrics also count the body limit's answers.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, read_timeout=settings.read_timeout)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, endpoints=endpoints)
+    app.openapi = _completed_openapi(app)
+    return app
+
+
+def _completed_openapi(app: FastAPI) -> Any:
+    """app.openapi, plus the ProblemDetails schema the error responses refer to, and binary marks."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            problems.add_schemas(schema)
+            _mark_binary(schema)
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    return openapi
+
+
+def _mark_binary(node: Any) -> None:
+    """Add OpenAPI 3.0's `format: binary` beside 3.1's contentMediaType: client generators look for the former."""
+    if isinstance(node, dict):
+        if node.get("contentMediaType") == "application/octet-stream" and node.get("type") == "string":
+            node["format"] = "binary"
+        for value in node.values():
+            _mark_binary(value)
+    elif isinstance(node, list):
+        for value in node:
+            _mark_binary(value)

@@ -1,0 +1,93 @@
+"""Bounded concurrency and a bounded queue for the blocking codec work, run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from service.api.metrics import Metrics
+from service.api.problems import Problem, ProblemType
+
+T = TypeVar("T")
+
+
+class Limiter:
+    """Runs jobs in a thread pool: at most `concurrency` at once, at most `queue_size` more waiting for a slot.
+
+    Beyond that a request is refused at once (429) instead of queueing without bound; one that waits past
+    `queue_timeout` or runs past `compute_timeout` is answered 503. Both carry Retry-After. A job that
+    overruns keeps its slot until its thread really ends (onnxruntime cannot be interrupted), so the bound
+    on running work always holds.
+    """
+
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        queue_size: int,
+        queue_timeout: float,
+        compute_timeout: float,
+        retry_after: int,
+        metrics: Metrics,
+    ) -> None:
+        self.concurrency = concurrency
+        self.queue_size = queue_size
+        self.queue_timeout = queue_timeout
+        self.compute_timeout = compute_timeout
+        self._retry = {"Retry-After": str(retry_after)}
+        self._metrics = metrics
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="gancodec-job")
+        self._slots = asyncio.Semaphore(concurrency)
+        self.running = 0
+        self.waiting = 0
+        metrics.in_flight.set_function(lambda: self.running)
+        metrics.queued.set_function(lambda: self.waiting)
+
+    @property
+    def saturated(self) -> bool:
+        """Every slot busy and the queue full: the next request would be refused."""
+        return self._slots.locked() and self.waiting >= self.queue_size
+
+    async def run(self, operation: str, job: Callable[[], T]) -> T:
+        """`job()` in the pool once a slot is free; queue and compute time are measured apart, per operation."""
+        if self.saturated:
+            detail = f"{self.running} jobs are running and {self.waiting} waiting, the most this server takes"
+            raise Problem(ProblemType.OVERLOADED, detail, self._retry)
+        await self._acquire(operation)
+        self.running += 1
+        started = time.perf_counter()
+        future = asyncio.get_running_loop().run_in_executor(self._executor, job)
+        future.add_done_callback(lambda done: self._release(operation, started, done))
+        try:
+            async with asyncio.timeout(self.compute_timeout):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            detail = f"the {operation} did not finish within {self.compute_timeout:g} s"
+            raise Problem(ProblemType.PROCESSING_TIMEOUT, detail, self._retry) from None
+
+    async def _acquire(self, operation: str) -> None:
+        queued = time.perf_counter()
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.queue_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            detail = f"no worker became free within {self.queue_timeout:g} s"
+            raise Problem(ProblemType.QUEUE_TIMEOUT, detail, self._retry) from None
+        finally:
+            self.waiting -= 1
+            self._metrics.queue_seconds.labels(operation).observe(time.perf_counter() - queued)
+
+    def _release(self, operation: str, started: float, done: asyncio.Future[T]) -> None:
+        self._metrics.compute_seconds.labels(operation).observe(time.perf_counter() - started)
+        self.running -= 1
+        self._slots.release()
+        if not done.cancelled():
+            done.exception()  # retrieved here, so an overrun job's error is not reported as never retrieved
+
+    def close(self) -> None:
+        """Wait for running jobs and drop queued ones (at shutdown, once no request can arrive)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)

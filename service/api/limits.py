@@ -1,0 +1,61 @@
+"""The request body cap and read deadline, enforced below the app so nothing parses more than the cap."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.problems import Problem, ProblemType, render
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `max_bytes` and bodies slower than `read_timeout` seconds in all.
+
+    A declared Content-Length over the cap is answered 413 at once, without reading a byte; chunked or
+    understated bodies are counted as they arrive and stopped at the first byte over the cap, so the
+    multipart parser never sees more than `max_bytes`.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await render(scope, self._too_large(f"{declared} bytes"))(scope, receive, send)
+            return
+        await self.app(scope, self._limited(receive), send)
+
+    def _limited(self, receive: Receive) -> Receive:
+        deadline = asyncio.get_running_loop().time() + self.read_timeout
+        received = 0
+        complete = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, complete
+            if complete:  # after the body only a disconnect can come; waiting for it has no deadline
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                detail = f"the request body was not received within {self.read_timeout:g} s"
+                raise Problem(ProblemType.REQUEST_TIMEOUT, detail) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large(f"at least {received} bytes")
+                complete = not message.get("more_body", False)
+            return message
+
+        return limited_receive
+
+    def _too_large(self, size: str) -> Problem:
+        return Problem(ProblemType.UPLOAD_TOO_LARGE, f"the request body is {size}, above the limit of {self.max_bytes}")

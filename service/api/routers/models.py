@@ -1,0 +1,29 @@
+"""The installed models, as their manifests describe them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from service.api import problems
+from service.api.problems import ProblemType
+from service.api.runtime import RuntimeDep
+from service.api.schemas import ModelInfo
+from service.api.security import require_api_key
+from service.codec import UnknownModel
+
+router = APIRouter(tags=["models"], dependencies=[Depends(require_api_key)])
+
+
+@router.get(
+    "/models",
+    operation_id="listModels",
+    summary="Installed models: id, modes, rate bound, sizes, metrics",
+    responses=problems.responses(ProblemType.UNAUTHORIZED),
+)
+async def list_models(runtime: RuntimeDep) -> list[ModelInfo]:
+    registry = runtime.registry
+    try:
+        default = registry.get()
+    except UnknownModel:  # several models and none configured as the default
+        default = None
+    return [ModelInfo.of(model, default=model is default) for model in registry]

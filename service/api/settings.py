@@ -1,0 +1,84 @@
+"""The service's settings, all read from `GANCODEC_*` environment variables (docs/service.md lists them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.codec import DEFAULT_MAX_PIXELS, RuntimeOptions
+
+ENV_PREFIX = "GANCODEC_"
+
+
+class Settings(BaseSettings):
+    """Each field is the environment variable `GANCODEC_<FIELD>`; lists are plain separated strings, not JSON."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
+
+    model_dirs: Annotated[list[Path], NoDecode] = Field(
+        default=[],
+        description=f"Model directories, or folders of them, loaded before the zoo ({os.pathsep}-separated).",
+    )
+    include_zoo: bool = Field(default=True, description="Also load the models shipped in service/zoo.")
+    model: str | None = Field(
+        default=None, description="Default model id (unset: gc-small-c8 if installed, else the only model)."
+    )
+    threads: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="onnxruntime intra-op threads per graph (0: one per core)."
+    )
+    providers: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="onnxruntime execution providers in order, comma-separated (empty: CUDA if available, then CPU).",
+    )
+    max_upload_bytes: PositiveInt = Field(
+        default=32 * 1024 * 1024, description="Largest request body, checked before any parsing (413)."
+    )
+    max_pixels: PositiveInt = Field(
+        default=DEFAULT_MAX_PIXELS, description="Largest image or bitstream, width * height, read from headers (413)."
+    )
+    concurrency: PositiveInt = Field(default=1, description="Codec jobs running at once (threads doing inference).")
+    queue_size: Annotated[int, Field(ge=0)] = Field(
+        default=16, description="Jobs allowed to wait for a slot; beyond them requests get 429."
+    )
+    queue_timeout: PositiveFloat = Field(default=30.0, description="Seconds a job may wait for a slot (then 503).")
+    compute_timeout: PositiveFloat = Field(default=120.0, description="Seconds a job may run (then 503).")
+    read_timeout: PositiveFloat = Field(default=30.0, description="Seconds to receive a whole request body (then 408).")
+    retry_after: PositiveInt = Field(default=5, description="Seconds in the Retry-After header of 429 and 503 answers.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default=[],
+        description="Accepted X-API-Key values, comma-separated; several allow rotation. Empty: no key needed.",
+    )
+
+    @field_validator("model_dirs", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        return _split(value, os.pathsep)
+
+    @field_validator("providers", "api_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        return _split(value, ",")
+
+    @field_validator("model_dirs")
+    @classmethod
+    def _directories_exist(cls, dirs: list[Path]) -> list[Path]:
+        # A mistyped directory would otherwise start a service without the operator's models.
+        missing = [str(path) for path in dirs if not path.is_dir()]
+        if missing:
+            raise ValueError(f"not a directory: {', '.join(missing)}")
+        return dirs
+
+    @property
+    def runtime_options(self) -> RuntimeOptions:
+        return RuntimeOptions(intra_op_threads=self.threads, providers=tuple(self.providers) or None)
+
+
+def _split(value: object, separator: str) -> object:
+    """Environment strings to lists (empty entries dropped); lists given in code pass through."""
+    if isinstance(value, str):
+        return [entry.strip() for entry in value.split(separator) if entry.strip()]
+    return value
