@@ -8,6 +8,13 @@ from typing import Any, Literal
 
 Norm = Literal["instance", "channel", "none"]
 Upsample = Literal["transposed", "nearest"]
+MaskKind = Literal["all", "none", "boxes", "classes", "instances"]
+
+CAMVID_CLASSES = (
+    "sky", "building", "pole", "road", "pavement", "tree",
+    "sign/symbol", "fence", "car", "pedestrian", "bicyclist", "unlabelled",
+)  # fmt: skip
+"""CamVid's class names by id (../shared/data/README.md): the label PNGs hold these ids."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,18 @@ class ModelConfig:
     It hands the networks a thumbnail codec from the first step, so they learn the residual detail."""
     discriminator_widths: tuple[int, ...] = (64, 128, 256, 512)
     discriminator_scales: int = 3
+    classes: tuple[str, ...] = ()
+    """Names of the semantic label map's classes by id. Empty: a GC model; otherwise the generator also
+    takes a preservation mask and the label map (selective compression, SC), and D sees the label map."""
+    label_downsampling: int = 16
+    """The label map reaches the generator (and the bitstream) at 1/this of the image's resolution."""
+    label_widths: tuple[int, ...] = (32, 64)
+    """Widths of the label-feature network F; it halves the resolution while it is finer than the latent's."""
+    rate_channels: tuple[int, ...] = ()
+    """Nested rate points: each codes only the first k latent channels and the generator reads the others as
+    zero (a centre), so one model serves several rates. Empty: the one rate of all channels."""
+    default_channels: int = 0
+    """The rate point validation measures and the runtime picks unless told (0: all channels)."""
 
     @property
     def levels(self) -> int:
@@ -37,6 +56,14 @@ class ModelConfig:
     @property
     def downsampling(self) -> int:
         return 2 ** (len(self.encoder_widths) - 1)
+
+    @property
+    def selective(self) -> bool:
+        return bool(self.classes)
+
+    @property
+    def rate_points(self) -> tuple[int, ...]:
+        return self.rate_channels or (self.latent_channels,)
 
 
 @dataclass(frozen=True)
@@ -68,6 +95,14 @@ class TrainConfig:
     seed: int = 0
     checkpoint_minutes: float = 10.0
     validate_every: int = 500
+    preservation_masks: tuple[tuple[MaskKind, float], ...] = ()
+    """SC: (kind, weight) pairs, how often each kind of preservation mask is drawn for a training crop."""
+    label_dropout: float = 0.0
+    """SC: fraction of crops whose label map is withheld, so the model also decodes without one (GC, mask alone)."""
+    validation_synthesize: tuple[str, ...] = ()
+    """SC: classes synthesised in validation; val_psnr is then measured over the preserved region only."""
+    rate_weights: tuple[float, ...] = ()
+    """How often each of the model's `rate_channels` is drawn for a training crop (empty: equally often)."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +118,15 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
-        model = {k: tuple(v) if isinstance(v, list) else v for k, v in data["model"].items()}
-        return cls(name=data["name"], model=ModelConfig(**model), train=TrainConfig(**data["train"]))
+        """Fields added since a checkpoint was written take their defaults, so old checkpoints still load."""
+        model = {k: _tuples(v) for k, v in data["model"].items()}
+        train = {k: _tuples(v) for k, v in data["train"].items()}
+        return cls(name=data["name"], model=ModelConfig(**model), train=TrainConfig(**train))
+
+
+def _tuples(value: Any) -> Any:
+    """Lists (as JSON gives them) back to the tuples the frozen configurations hold."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 CONFIGS: dict[str, ExperimentConfig] = {
@@ -95,6 +137,8 @@ CONFIGS: dict[str, ExperimentConfig] = {
         train=TrainConfig(crop=256, batch=8, learning_rate=2e-4, distortion_only_steps=50_000),
     ),
     # Quarter widths, six residual blocks: about 6.6 M generator parameters, trainable on 2 CPU cores.
+    # Sixteen nested latent channels give five rate points (about 0.01 to 0.13 bpp) from one model; the
+    # default codes eight.
     # No normalisation (instance norm removes each channel's mean, i.e. colour) and a linear bypass, which
     # measured fastest here (docs/training.md); nearest up-sampling + conv leaves no checkerboard.
     "small": ExperimentConfig(
@@ -107,6 +151,9 @@ CONFIGS: dict[str, ExperimentConfig] = {
             upsample="nearest",
             linear_bypass=True,
             discriminator_widths=(16, 32, 64, 128),
+            latent_channels=16,
+            rate_channels=(2, 4, 8, 12, 16),
+            default_channels=8,
         ),
         train=TrainConfig(
             crop=128,
@@ -118,6 +165,7 @@ CONFIGS: dict[str, ExperimentConfig] = {
             decay_steps=30_000,
             distortion_only_steps=15_000,
             checkpoint_minutes=5.0,
+            rate_weights=(1.0, 2.0, 3.0, 2.0, 2.0),
         ),
     ),
 }
@@ -130,6 +178,36 @@ CONFIGS["tiny"] = ExperimentConfig(
         residual_blocks=1,
         generator_widths=(8, 8, 8, 4, 4),
         discriminator_widths=(4, 4, 8, 8),
+        latent_channels=8,
+        rate_channels=(),
+        default_channels=0,
     ),
-    train=dataclasses.replace(CONFIGS["small"].train, crop=32, batch=2, validate_every=2),
+    train=dataclasses.replace(CONFIGS["small"].train, crop=32, batch=2, validate_every=2, rate_weights=()),
+)
+# Selective compression (SC) on CamVid: the small networks plus the label-feature network F and a
+# discriminator that sees the label map. The same sixteen nested latent channels and rate points as `small`, so
+# an SC run starts from a trained GC checkpoint (`--init-from`, models/checkpoint.py: warm_start) and SC files
+# compare with GC files at the same C. Labels reach the generator at the latent's resolution (1/16), which costs
+# about 55 bytes per 480x360 frame (1/8 costs about 120; docs/sc.md). The synthesised regions learn from the GAN
+# and feature matching alone, so the GAN joins after a short distortion-only stage (enough for a warm start to
+# adapt to masked latents), and the schedule is sized for a warm-started run of about 12k steps.
+CONFIGS["sc-small"] = ExperimentConfig(
+    name="sc-small",
+    model=dataclasses.replace(CONFIGS["small"].model, classes=CAMVID_CLASSES),
+    train=dataclasses.replace(
+        CONFIGS["small"].train,
+        distortion_only_steps=1_000,
+        decay_start=6_000,
+        decay_steps=6_000,
+        preservation_masks=(("all", 1.0), ("none", 0.5), ("boxes", 1.0), ("classes", 2.0), ("instances", 1.5)),
+        label_dropout=0.1,
+        validation_synthesize=("road", "sky", "tree", "building"),
+    ),
+)
+# The tests' random-weight SC export and a quick check of the SC pipeline; like `tiny`, a single rate (tests
+# that need nested rates replace rate_channels).
+CONFIGS["sc-tiny"] = ExperimentConfig(
+    name="sc-tiny",
+    model=dataclasses.replace(CONFIGS["tiny"].model, classes=CAMVID_CLASSES, label_widths=(4, 4)),
+    train=dataclasses.replace(CONFIGS["sc-small"].train, crop=32, batch=2, validate_every=2, rate_weights=()),
 )

@@ -90,21 +90,58 @@ def upsample_block(c_in: int, c_out: int, kind: Upsample, norm: Norm) -> nn.Sequ
     return nn.Sequential(*up, make_norm(norm, c_out), nn.ReLU(inplace=True))
 
 
+class LabelFeatures(nn.Module):
+    """F (SC): the one-hot label map at its own resolution -> features at the latent's, for the generator."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        ratio, rest = divmod(config.downsampling, config.label_downsampling)
+        if rest or ratio & (ratio - 1):
+            raise ValueError(
+                f"label_downsampling {config.label_downsampling} must divide the down-sampling "
+                f"{config.downsampling} by a power of two"
+            )
+        steps = ratio.bit_length() - 1
+        widths = config.label_widths
+        if len(widths) <= steps:
+            raise ValueError(f"label_widths needs more than {steps} entries to reach the latent's resolution")
+        layers = [conv_block(len(config.classes), widths[0], 3, 1, config.norm)]
+        layers += [
+            conv_block(a, b, 3, 2 if i < steps else 1, config.norm)
+            for i, (a, b) in enumerate(itertools.pairwise(widths))
+        ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, labels: Tensor) -> Tensor:
+        return self.net(labels)
+
+
 class Generator(nn.Module):
-    """Quantised latent (plus optional noise channels) -> image, roughly in [0, 1]; callers clamp."""
+    """Quantised latent (plus optional noise channels) -> image, roughly in [0, 1]; callers clamp.
+
+    An SC generator also takes the preservation mask at the latent's resolution (the masked latent is zero
+    where nothing was kept, and zero is also a centre, so the mask says which zeros are real) and the
+    one-hot label map, whose features F computes.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         widths = config.generator_widths
-        layers = [conv_block(config.latent_channels + config.noise_channels, widths[0], 3, 1, config.norm)]
+        inputs = config.latent_channels + config.noise_channels
+        self.label_features = LabelFeatures(config) if config.selective else None
+        if config.selective:
+            inputs += 1 + config.label_widths[-1]
+        layers = [conv_block(inputs, widths[0], 3, 1, config.norm)]
         layers += [ResidualBlock(widths[0], config.norm) for _ in range(config.residual_blocks)]
         layers += [upsample_block(a, b, config.upsample, config.norm) for a, b in itertools.pairwise(widths)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(widths[-1], 3, 7)]
         self.net = nn.Sequential(*layers)
         self.factor = config.downsampling
-        self.bypass = nn.Conv2d(config.latent_channels + config.noise_channels, 3, 1) if config.linear_bypass else None
+        self.bypass = nn.Conv2d(inputs, 3, 1) if config.linear_bypass else None
 
-    def forward(self, latent: Tensor) -> Tensor:
+    def forward(self, latent: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+        if self.label_features is not None:
+            latent = torch.cat([latent, mask, self.label_features(labels)], dim=1)
         x = self.net(latent)
         if self.bypass is not None:
             x = x + F.interpolate(self.bypass(latent), scale_factor=self.factor, mode="bilinear", align_corners=False)
@@ -114,10 +151,10 @@ class Generator(nn.Module):
 class PatchDiscriminator(nn.Module):
     """A PatchGAN (pix2pixHD) that also returns its intermediate features for feature matching."""
 
-    def __init__(self, widths: tuple[int, ...], norm: Norm) -> None:
+    def __init__(self, widths: tuple[int, ...], norm: Norm, in_channels: int = 3) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
-        c_in = 3
+        c_in = in_channels
         for i, width in enumerate(widths):
             stride = 1 if i == len(widths) - 1 else 2
             blocks.append(
@@ -140,17 +177,26 @@ class PatchDiscriminator(nn.Module):
 
 
 class MultiScaleDiscriminator(nn.Module):
-    """PatchGANs at full, 1/2 and 1/4 scale; each returns [features..., patch scores]."""
+    """PatchGANs at full, 1/2 and 1/4 scale; each returns [features..., patch scores].
+
+    For SC models each scale also sees the one-hot label map beside the image (conditional GAN), so the
+    synthesised texture is judged against the class it should show.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        channels = 3 + len(config.classes)
         self.scales = nn.ModuleList(
-            PatchDiscriminator(config.discriminator_widths, config.norm) for _ in range(config.discriminator_scales)
+            PatchDiscriminator(config.discriminator_widths, config.norm, channels)
+            for _ in range(config.discriminator_scales)
         )
 
-    def forward(self, x: Tensor) -> list[list[Tensor]]:
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> list[list[Tensor]]:
+        """x: images in [0, 1]; labels (SC only): the one-hot label map at the images' resolution."""
         outputs = []
         x = x * 2.0 - 1.0
+        if labels is not None:
+            x = torch.cat([x, labels], dim=1)
         for i, disc in enumerate(self.scales):
             if i > 0:
                 x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)

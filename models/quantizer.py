@@ -57,16 +57,21 @@ class ChannelEntropyModel(nn.Module):
     def log_probs(self) -> Tensor:
         return F.log_softmax(self.logits, dim=-1)
 
-    def symbol_bits(self, symbols: Tensor) -> Tensor:
-        """Bits to code `symbols` (B, C, h, w) under the model; gradients reach the logits only."""
+    def symbol_bits(self, symbols: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Bits to code `symbols` (B, C, h, w) under the model; gradients reach the logits only.
+
+        `keep` (B, 1, h, w) in {0, 1}: SC codes only the symbols under the preservation mask.
+        """
         log_p = self.log_probs()
         channel = torch.arange(symbols.shape[1], device=symbols.device).view(1, -1, 1, 1)
-        return -log_p[channel, symbols].sum() / math.log(2)
+        information = -log_p[channel, symbols]
+        return (information if keep is None else information * keep).sum() / math.log(2)
 
-    def soft_bits(self, assignment: Tensor) -> Tensor:
-        """Cross-entropy of the soft assignment (B, C, h, w, L) under detached frequencies."""
+    def soft_bits(self, assignment: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Cross-entropy of the soft assignment (B, C, h, w, L) under detached frequencies (SC: under `keep`)."""
         log_p = self.log_probs().detach().view(1, -1, 1, 1, assignment.shape[-1])
-        return -(assignment * log_p).sum() / math.log(2)
+        information = -(assignment * log_p).sum(dim=-1)
+        return (information if keep is None else information * keep).sum() / math.log(2)
 
     def frequency_tables(self, precision: int = 16) -> list[list[int]]:
         """Integer frequencies per channel summing to 2**precision, each at least 1 (decodable)."""

@@ -2,6 +2,10 @@
 
 Runs unchanged on CPU and CUDA, resumes from its own checkpoint after an interruption, and scales out
 with `torchrun --nproc-per-node N -m models.train ...` (DistributedDataParallel).
+
+SC configurations (`sc-small`) train on CamVid frames with their label maps and random preservation masks:
+the distortion counts only in the preserved region, the GAN and feature matching shape the rest, and the
+discriminator sees the label map.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint, warm_start
 from models.codec import GenerativeCodec
 from models.config import CONFIGS, ExperimentConfig, TrainConfig
-from models.data import CropSampler, load_rgb, to_tensor, training_sources, validation_files
+from models.data import CropSampler, Sample, labelled_files, training_sources, validation_samples
 from models.networks import MultiScaleDiscriminator
 
 LOG_FIELDS = [
@@ -51,6 +55,14 @@ def psnr(mse: float) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
+def distortion(reconstruction: Tensor, images: Tensor, preserved: Tensor | None) -> Tensor:
+    """MSE over the preserved pixels (SC; `preserved` is (B, 1, H, W) in {0, 1}), or over all of them (GC)."""
+    if preserved is None:
+        return F.mse_loss(reconstruction, images)
+    squared = (reconstruction - images).pow(2) * preserved
+    return squared.sum() / (preserved.sum() * images.shape[1]).clamp(min=1)
+
+
 def lsgan_loss(outputs: list[list[Tensor]], target: float) -> Tensor:
     return sum(F.mse_loss(scale[-1], torch.full_like(scale[-1], target)) for scale in outputs)
 
@@ -68,18 +80,32 @@ def update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> Non
         e.lerp_(p, 1 - decay)
 
 
+def pad_to(x: Tensor, factor: int) -> Tensor:
+    """Reflect-pad the bottom and right to multiples of `factor`, as the runtime pads images."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % factor, 0, -h % factor), mode="reflect")
+
+
 @torch.no_grad()
-def validate(codec: GenerativeCodec, images: list[Tensor]) -> tuple[float, float]:
-    """Mean PSNR (dB) and modelled bits per pixel over whole images, padded to the down-sampling."""
+def validate(codec: GenerativeCodec, samples: list[Sample]) -> tuple[float, float]:
+    """Mean PSNR (dB) and modelled bits per pixel over whole images, padded to the down-sampling.
+
+    SC: PSNR over the preserved region only, and the bits of the kept symbols only (mask and labels not counted).
+    Nested rate points: at the model's default.
+    """
     codec.eval()
     factor = codec.config.downsampling
+    default = codec.config.default_channels
+    channels = torch.tensor([default], device=samples[0].images.device) if default else None
     psnrs, bpps = [], []
-    for image in images:
-        h, w = image.shape[-2:]
-        padded = F.pad(image, (0, -w % factor, 0, -h % factor), mode="reflect")
-        out = codec(padded)
+    for sample in samples:
+        h, w = sample.images.shape[-2:]
+        labels = None if sample.labels is None else pad_to(sample.labels[:, None].float(), factor)[:, 0].long()
+        keep = None if sample.keep is None else pad_to(sample.keep, factor)
+        out = codec(pad_to(sample.images, factor), keep, labels, channels)
         reconstruction = out.reconstruction[..., :h, :w].clamp(0, 1).mul(255).round().div(255)
-        psnrs.append(psnr(F.mse_loss(reconstruction, image).item()))
+        preserved = None if out.preserved is None else out.preserved[..., :h, :w]
+        psnrs.append(psnr(distortion(reconstruction, sample.images, preserved).item()))
         bpps.append(out.symbol_bits.item() / (h * w))
     codec.train()
     return float(np.mean(psnrs)), float(np.mean(bpps))
@@ -116,13 +142,13 @@ class Trainer:
         config: ExperimentConfig,
         run_dir: Path,
         sampler: CropSampler,
-        validation: list[Tensor],
+        validation: list[Sample],
         env: Distributed | None = None,
     ) -> None:
         self.config, self.cfg, self.run_dir = config, config.train, run_dir
         self.env = env = env or Distributed()
         self.sampler = sampler
-        self.validation = [image.to(env.device) for image in validation]
+        self.validation = [sample.to(env.device) for sample in validation]
         torch.manual_seed(self.cfg.seed + env.rank)
         self.codec = GenerativeCodec(config.model, self.cfg.soft_assignment_sigma).to(env.device)
         self.ema = copy.deepcopy(self.codec).requires_grad_(False)
@@ -132,6 +158,8 @@ class Trainer:
         self.step = 0
         self.run_start = 0
         self.hours = 0.0
+        self.origin: dict[str, Any] | None = None
+        """Where a warm-started run took its first weights from (recorded in checkpoints and the manifest)."""
 
     # -- state --------------------------------------------------------------------------------------------
     @property
@@ -139,7 +167,8 @@ class Trainer:
         return self.run_dir / "checkpoint.pt"
 
     def state(self) -> dict[str, Any]:
-        return {
+        origin = {} if self.origin is None else {"warm_start": self.origin}
+        return origin | {
             "config": self.config.to_dict(),
             "step": self.step,
             "hours": self.hours,
@@ -157,6 +186,7 @@ class Trainer:
         """Full checkpoints resume exactly; weights-only seeds (committed to git) restart the optimiser."""
         self.step = self.run_start = state["step"]
         self.hours = state["hours"]
+        self.origin = state.get("warm_start")
         self.ema.load_state_dict(state["ema"])
         self.codec.load_state_dict(state.get("codec", state["ema"]))
         self.discriminator.load_state_dict(state["discriminator"])
@@ -167,13 +197,33 @@ class Trainer:
             self.sampler.rng.bit_generator.state = state["sampler_rng"]
             self.run_start = -self.cfg.warmup_steps
 
+    def warm_start(self, state: dict[str, Any], source: str) -> dict[str, dict[str, list[str]]]:
+        """Start this (fresh) run from another configuration's checkpoint, e.g. SC from GC: its averaged weights
+        go into the codec and its average, its discriminator into ours (models/checkpoint.py: warm_start).
+        The step count, schedule and optimisers start afresh."""
+        report = {"codec": warm_start(self.codec, state["ema"])}
+        self.ema.load_state_dict(self.codec.state_dict())
+        report["discriminator"] = warm_start(self.discriminator, state["discriminator"])
+        self.origin = {"checkpoint": source, "config": state["config"]["name"], "step": state["step"]}
+        return report
+
     def save(self) -> None:
         if self.env.main:
             save_checkpoint(self.state(), self.checkpoint_path)
 
     # -- steps --------------------------------------------------------------------------------------------
-    def train_step(self, codec: nn.Module, discriminator: nn.Module, batch: Tensor) -> dict[str, float]:
+    def draw_rate_points(self, batch: int) -> Tensor | None:
+        """Channel counts for a batch's crops, drawn by the rate weights; None for a single-rate model."""
+        points = self.config.model.rate_channels
+        if not points:
+            return None
+        weights = torch.tensor(self.cfg.rate_weights or [1.0] * len(points))
+        drawn = torch.multinomial(weights, batch, replacement=True)
+        return torch.tensor(points, device=self.env.device)[drawn.to(self.env.device)]
+
+    def train_step(self, codec: nn.Module, discriminator: nn.Module, sample: Sample) -> dict[str, float]:
         cfg = self.cfg
+        batch = sample.images
         gan_stage = self.step >= cfg.distortion_only_steps
         lr = learning_rate(self.step, self.run_start, cfg)
         for opt in (self.opt_g, self.opt_d):
@@ -181,9 +231,9 @@ class Trainer:
                 group["lr"] = lr
         pixels = batch.shape[0] * batch.shape[2] * batch.shape[3]
         with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = codec(batch)
+            out = codec(batch, sample.keep, sample.labels, self.draw_rate_points(batch.shape[0]))
             reconstruction = out.reconstruction.float()
-        mse = F.mse_loss(reconstruction, batch)
+        mse = distortion(reconstruction, batch, out.preserved)
         loss = (
             cfg.mse_weight * mse
             + cfg.rate_weight * out.soft_bits / pixels
@@ -198,14 +248,14 @@ class Trainer:
         }
         if gan_stage:
             with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                real = discriminator(batch)
-                fake_d = discriminator(reconstruction.detach())
+                real = discriminator(batch, out.labels)
+                fake_d = discriminator(reconstruction.detach(), out.labels)
                 loss_d = lsgan_loss(real, 1.0) + lsgan_loss(fake_d, 0.0)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.float().backward()
             self.opt_d.step()
             with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                fake = discriminator(reconstruction)
+                fake = discriminator(reconstruction, out.labels)
                 gan = lsgan_loss(fake, 1.0)
                 fm = feature_matching_loss(fake, real)
             loss = loss + cfg.gan_weight * gan.float() + cfg.feature_matching_weight * fm.float()
@@ -266,6 +316,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="small", choices=sorted(CONFIGS))
     parser.add_argument("--run-dir", type=Path, help="where checkpoints and the log go (default runs/CONFIG)")
     parser.add_argument("--init", type=Path, help="start from this checkpoint when the run has none")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="when the run has no checkpoint, start --config from the weights of another configuration's "
+        "checkpoint (e.g. sc-small from a trained small): same-shape tensors are copied, widened inputs zeroed",
+    )
     parser.add_argument("--extra-data", type=Path, action="append", default=[], help="another folder of photos")
     parser.add_argument("--steps", type=int, default=100_000, help="stop at this total step count")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes of this run")
@@ -278,16 +335,31 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = args.run_dir or Path("runs") / args.config
     env = Distributed.setup(args.device)
     checkpoint = run_dir / "checkpoint.pt"
+    if args.init and args.init_from:
+        parser.error("--init resumes a checkpoint of the same configuration, --init-from starts from another: not both")
     state = load_checkpoint(checkpoint) if checkpoint.exists() else load_checkpoint(args.init) if args.init else None
     config = ExperimentConfig.from_dict(state["config"]) if state else CONFIGS[args.config]
     if args.bf16 is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, bf16=args.bf16))
-    sources = training_sources(extra=args.extra_data)
-    sampler = CropSampler.load(sources, config.train.crop, config.train.seed + env.rank)
-    validation = [to_tensor(load_rgb(path)) for path in validation_files()]
+    cfg, seed = config.train, config.train.seed + env.rank
+    if config.model.selective:
+        if args.extra_data:
+            parser.error("SC configurations train on labelled CamVid frames only: --extra-data does not apply")
+        sampler = CropSampler.load_labelled(
+            labelled_files("train"), cfg.crop, seed, cfg.preservation_masks, cfg.label_dropout
+        )
+    else:
+        sampler = CropSampler.load(training_sources(extra=args.extra_data), cfg.crop, seed)
+    validation = validation_samples(config.model.classes, cfg.validation_synthesize)
     trainer = Trainer(config, run_dir, sampler, validation, env)
     if state:
         trainer.restore(state)
+    elif args.init_from:
+        report = trainer.warm_start(load_checkpoint(args.init_from), str(args.init_from))
+        if env.main:
+            counts = {part: {k: len(v) for k, v in done.items()} for part, done in report.items()}
+            widened = [name for done in report.values() for name in done["widened"]]
+            print(f"warm start from {args.init_from}: {counts}; widened (new inputs zero): {widened}")
     trainer.run(args.steps, args.minutes)
     if env.world > 1:
         dist.destroy_process_group()

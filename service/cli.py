@@ -92,6 +92,16 @@ def _parser() -> argparse.ArgumentParser:
         help=f"model id (default: ${DEFAULT_MODEL_ENV}, else gc-small-c8 if installed, else the only model)",
     )
     sub.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    selective = sub.add_argument_group(
+        "selective compression (sc models; one IMAGE)",
+        "A mask alone keeps its white region and synthesises the rest; --labels with --synthesize keeps all but "
+        "those classes; --labels alone keeps everything. Maps are PNGs of the image's size.",
+    )
+    selective.add_argument("--mask", type=Path, metavar="KEEP.png", help="white = keep exactly, black = synthesise")
+    selective.add_argument("--labels", type=Path, metavar="LABELS.png", help="class ids (grey or palette PNG)")
+    selective.add_argument(
+        "--synthesize", metavar="CLASSES", help="comma-separated class names or ids to synthesise, e.g. road,sky,tree"
+    )
     sub.set_defaults(run=_compress)
 
     sub = commands.add_parser("decompress", parents=[common], help=".gcx files to PNG")
@@ -119,18 +129,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compress(args: argparse.Namespace) -> int:
+    selective = args.mask is not None or args.labels is not None or args.synthesize is not None
+    if selective and len(args.inputs) > 1:
+        raise CommandError("--mask, --labels and --synthesize describe one image: give a single IMAGE")
     registry = _registry(args)
     model = registry.get(args.model)
     max_pixels = _max_pixels(args)
+    mask, labels = (None if path is None else path.read_bytes() for path in (args.mask, args.labels))
+    synthesize = None if args.synthesize is None else [args.synthesize]
 
     def one(source: Path, target: Path) -> str:
         decoded = decode_image(source.read_bytes(), max_pixels)
         for note in decoded.notes:
             tqdm.write(f"{PROG}: note: {source}: {note}", file=sys.stderr)
-        data = compress(decoded.pixels, model, max_pixels=max_pixels)
+        data = compress(decoded, model, mask, labels, synthesize, max_pixels=max_pixels)
         _write(target, data)
-        height, width = decoded.pixels.shape[:2]
-        return f"{source} -> {target}: {len(data)} bytes, {bits_per_pixel(len(data), width, height):.4f} bpp"
+        header = unpack(data, max_pixels).header
+        rate = bits_per_pixel(len(data), header.width, header.height)
+        return f"{source} -> {target}: {len(data)} bytes, {rate:.4f} bpp ({header.mode.name.lower()})"
 
     return _batch(args, SUFFIX, one)
 
@@ -166,6 +182,7 @@ def _info(args: argparse.Namespace) -> int:
             "bytes": bitstream.size,
             "bpp": round(bits_per_pixel(bitstream.size, header.width, header.height), 6),
             "mode": header.mode.name.lower(),
+            "label_bytes": bitstream.label_bytes,
         }
         print(json.dumps(info))
     return 1 if failed else 0
@@ -178,10 +195,11 @@ def _models(args: argparse.Namespace) -> int:
             "version": model.manifest.version,
             "fingerprint": model.fingerprint.hex(),
             "modes": list(model.manifest.modes),
-            "channels": model.manifest.latent_channels,
+            "classes": list(model.manifest.classes),
+            "channels": model.channels,
             "noise_channels": model.manifest.noise_channels,
             "directory": str(model.manifest.directory),
-            "metrics": model.manifest.metrics,
+            "metrics": model.point.metrics,
         }
         for model in _registry(args)
     ]

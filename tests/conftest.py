@@ -12,16 +12,17 @@ import pytest
 from service.codec import Model, Registry, load_manifest
 
 MODEL_ID = "gc-tiny"
+SC_MODEL_ID = "sc-tiny"
 
 
-def _export(out_dir: Path, model_id: str, seed: int, noise_channels: int = 0) -> Path:
+def _export(out_dir: Path, model_id: str, seed: int, config_name: str = "tiny", **changes: object) -> Path:
     torch = pytest.importorskip("torch")
     from models.codec import GenerativeCodec
     from models.config import CONFIGS
     from models.export import export_model
 
     torch.manual_seed(seed)
-    config = dataclasses.replace(CONFIGS["tiny"].model, noise_channels=noise_channels)
+    config = dataclasses.replace(CONFIGS[config_name].model, **changes)
     export_model(GenerativeCodec(config), out_dir, model_id, metrics={"seed": seed})
     return out_dir
 
@@ -42,6 +43,32 @@ def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def noisy_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model with two noise channels, to exercise the seeded noise path."""
     return _export(tmp_path_factory.mktemp("noisy-zoo") / "gc-tiny-noise", "gc-tiny-noise", seed=2, noise_channels=2)
+
+
+@pytest.fixture(scope="session")
+def nested_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """gc-nested: four latent channels with nested rate points coding 2 (the default) or 4 of them."""
+    out_dir = tmp_path_factory.mktemp("nested-zoo") / "gc-nested"
+    return _export(out_dir, "gc-nested", 5, latent_channels=4, rate_channels=(2, 4), default_channels=2)
+
+
+@pytest.fixture(scope="session")
+def sc_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sc-tiny: a selective model (CamVid's 12 classes, label map at 1/16), random weights."""
+    return _export(tmp_path_factory.mktemp("sc-zoo") / SC_MODEL_ID, SC_MODEL_ID, seed=3, config_name="sc-tiny")
+
+
+@pytest.fixture(scope="session")
+def sc_model(sc_model_dir: Path) -> Model:
+    return Model(load_manifest(sc_model_dir))
+
+
+@pytest.fixture(scope="session")
+def fine_sc_model(tmp_path_factory: pytest.TempPathFactory) -> Model:
+    """sc-tiny with its label map at 1/8 and two noise channels: the label grid is finer than the latent."""
+    out_dir = tmp_path_factory.mktemp("fine-sc-zoo") / "sc-tiny-fine"
+    _export(out_dir, "sc-tiny-fine", 4, "sc-tiny", label_downsampling=8, label_widths=(4, 4), noise_channels=2)
+    return Model(load_manifest(out_dir))
 
 
 @pytest.fixture(scope="session")

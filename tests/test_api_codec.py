@@ -84,7 +84,7 @@ async def test_models_lists_what_the_manifest_says(model_dir):
     [entry] = response.json()
     manifest = load_manifest(model_dir)
     assert entry["id"] == "gc-tiny" and entry["default"] is True and entry["modes"] == ["gc"]
-    assert entry["fingerprint"] == manifest.fingerprint.hex()
+    assert entry["fingerprint"] == manifest.fingerprint().hex()
     assert entry["levels"] == len(manifest.centres) and entry["downsampling"] == manifest.downsampling
     assert entry["max_bits_per_pixel"] == pytest.approx(manifest.latent_channels * np.log2(len(manifest.centres)) / 256)
     assert entry["graph_bytes"]["generator"] == manifest.graph_files["generator"].stat().st_size

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.anyio
 OPERATIONS = {
     ("post", "/compress"): "compress",
     ("post", "/decompress"): "decompress",
+    ("post", "/compare"): "compareCodecs",
     ("get", "/models"): "listModels",
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",

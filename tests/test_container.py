@@ -46,9 +46,36 @@ def test_wrong_magic_is_rejected():
 
 def test_unknown_version_is_rejected():
     data = bytearray(pack(HEADER, PAYLOAD))
-    data[3] = 2
-    with pytest.raises(CorruptBitstream, match="version 2"):
+    data[3] = 3
+    with pytest.raises(CorruptBitstream, match="version 3"):
         unpack(_recrc(bytes(data)), CAP)
+
+
+def test_selective_files_are_version_2_and_keep_their_label_map():
+    selective = Header("sc-small-c8", bytes(8), 480, 360, Mode.SC)
+    for labels in (None, b"", bytes(range(7)) * 3):
+        data = pack(selective, PAYLOAD, labels)
+        assert data[3] == 2
+        bitstream = unpack(data, CAP)
+        assert (bitstream.header, bitstream.payload, bitstream.labels) == (selective, PAYLOAD, labels)
+        assert bitstream.label_bytes == (0 if labels is None else 1 + len(labels))
+    assert pack(HEADER, PAYLOAD)[3] == 1
+
+
+def test_selective_mode_needs_version_2_and_labels_need_selective_mode():
+    for version, flags, message in ((1, 0x01, "needs format version 2"), (2, 0x20, "not in mode sc")):
+        data = bytearray(pack(HEADER, PAYLOAD))
+        data[3], data[4] = version, flags
+        with pytest.raises(CorruptBitstream, match=message):
+            unpack(_recrc(bytes(data)), CAP)
+    with pytest.raises(ValueError, match="only SC files"):
+        pack(HEADER, PAYLOAD, labels=b"")
+
+
+def test_truncated_label_map_says_truncated():
+    data = pack(Header("m", bytes(8), 16, 16, Mode.SC), PAYLOAD, bytes(300))
+    with pytest.raises(CorruptBitstream, match="the label map needs 300 bytes"):
+        unpack(data[:40], CAP)
 
 
 def test_reserved_flags_and_unknown_mode_are_rejected():

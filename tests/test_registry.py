@@ -24,20 +24,20 @@ def test_manifest_is_read(model_dir):
     manifest = load_manifest(model_dir)
     assert manifest.id == "gc-tiny"
     assert manifest.latent_channels == 8 and len(manifest.centres) == 5 and manifest.downsampling == 16
-    assert len(manifest.fingerprint) == 8
+    assert len(manifest.fingerprint()) == 8
 
 
 def test_fingerprint_ignores_free_form_fields_but_not_tables(model_dir, tmp_path):
-    original = load_manifest(model_dir).fingerprint
-    assert load_manifest(_copy(model_dir, tmp_path / "a", metrics={"psnr": 1}, version="2")).fingerprint == original
+    original = load_manifest(model_dir).fingerprint()
+    assert load_manifest(_copy(model_dir, tmp_path / "a", metrics={"psnr": 1}, version="2")).fingerprint() == original
     tables = load_manifest(model_dir).frequencies
     skewed = [[row[0] + 1000, row[1] - 1000, *row[2:]] for row in tables]
     changed = _copy(model_dir, tmp_path / "b", entropy={"precision": 16, "frequencies": skewed})
-    assert load_manifest(changed).fingerprint != original
+    assert load_manifest(changed).fingerprint() != original
 
 
 def test_fingerprint_differs_between_weights(model_dir, other_model_dir):
-    assert load_manifest(model_dir).fingerprint != load_manifest(other_model_dir).fingerprint
+    assert load_manifest(model_dir).fingerprint() != load_manifest(other_model_dir).fingerprint()
 
 
 def test_tampered_graph_is_refused(model_dir, tmp_path):
@@ -108,7 +108,7 @@ def test_unknown_model_lists_the_installed_ones(registry):
 def test_header_finds_its_model_by_fingerprint(model_dir, other_model_dir):
     registry = Registry.discover([model_dir, other_model_dir], include_zoo=False)
     other = load_manifest(other_model_dir)
-    header = Header("gc-tiny", other.fingerprint, 16, 16)
+    header = Header("gc-tiny", other.fingerprint(), 16, 16)
     assert registry.get().manifest.directory == model_dir.resolve()  # the first directory wins for compression
     assert registry.for_header(header).manifest.directory == other_model_dir.resolve()
     with pytest.raises(ModelMismatch, match="different model"):

@@ -14,7 +14,7 @@ import torch
 from models.checkpoint import load_checkpoint, make_seed, save_checkpoint
 from models.codec import GenerativeCodec
 from models.config import CONFIGS, ExperimentConfig
-from models.data import CropSampler, to_tensor
+from models.data import CropSampler, Sample, to_tensor
 from models.export import export_model, onnx_parity
 from models.quantizer import ChannelEntropyModel, Quantizer
 from models.train import Trainer, learning_rate
@@ -26,7 +26,7 @@ def make_trainer(run_dir: Path, make_image: Callable[..., np.ndarray], **train_o
     config = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, **train_overrides))
     images = {"synthetic": [make_image(64, 80, seed) for seed in range(3)]}
     sampler = CropSampler(images=images, crop=config.train.crop, rng=np.random.default_rng(0))
-    return Trainer(config, run_dir, sampler, [to_tensor(make_image(40, 56, 9))])
+    return Trainer(config, run_dir, sampler, [Sample(to_tensor(make_image(40, 56, 9)))])
 
 
 def test_quantizer_maps_to_nearest_centre_and_passes_gradients_straight_through() -> None:
@@ -53,6 +53,30 @@ def test_frequency_tables_are_positive_and_sum_to_the_precision() -> None:
         assert sum(table) == 1 << 16
         assert min(table) >= 1
     assert model.frequency_tables(16)[0][0] > 60_000
+
+
+def test_nested_rate_points_code_and_decode_only_their_first_channels() -> None:
+    config = dataclasses.replace(TINY.model, latent_channels=4, rate_channels=(2, 4), default_channels=2)
+    codec = GenerativeCodec(config).eval()
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        low, high = codec(image, channels=torch.tensor([2])), codec(image, channels=torch.tensor([4]))
+        # Only the coded channels reach the generator: the uncoded ones read as zero.
+        w = codec.encoder(image)
+        latent = codec.quantizer(w).latent * torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 4, 1, 1)
+        assert torch.allclose(low.reconstruction, codec.decode(latent))
+    bits = codec.entropy_model.symbol_bits(codec.quantizer(w).symbols, codec.channel_mask(torch.tensor([2])))
+    assert low.symbol_bits.item() == pytest.approx(bits.item())
+    assert low.symbol_bits < high.symbol_bits
+
+
+def test_rate_points_are_drawn_by_their_weights(tmp_path: Path, make_image: Callable[..., np.ndarray]) -> None:
+    model = dataclasses.replace(TINY.model, latent_channels=4, rate_channels=(2, 4), default_channels=2)
+    config = dataclasses.replace(TINY, model=model, train=dataclasses.replace(TINY.train, rate_weights=(0.0, 1.0)))
+    sampler = CropSampler(images={"s": [make_image(64, 80)]}, crop=32, rng=np.random.default_rng(0))
+    trainer = Trainer(config, tmp_path, sampler, [Sample(to_tensor(make_image(40, 56, 9)))])
+    assert trainer.draw_rate_points(16).tolist() == [4] * 16
+    assert make_trainer(tmp_path, make_image).draw_rate_points(4) is None
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor() -> None:

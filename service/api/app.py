@@ -11,15 +11,19 @@ from service.api import problems
 from service.api.docs import install_docs
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
-from service.api.routers import codec, health, metrics, models
+from service.api.routers import codec, compare, health, metrics, models, web
 from service.api.runtime import lifespan
 from service.api.settings import Settings
 
-API_VERSION = "0.1.0"
+API_VERSION = "0.2.0"
 """The contract's version (openapi.json), not the package's: bump it when the API changes."""
 
 _TAGS = [
-    {"name": "codec", "description": "Compress images to .gcx bitstreams and back. Needs X-API-Key when keys are set."},
+    {
+        "name": "codec",
+        "description": "Compress images to .gcx bitstreams and back; compare with classical codecs. "
+        "Needs X-API-Key when keys are set.",
+    },
     {"name": "models", "description": "The installed models. Needs X-API-Key when keys are set."},
     {"name": "health", "description": "Probes for orchestrators and load balancers; always open."},
     {"name": "metrics", "description": "Prometheus metrics; always open."},
@@ -41,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     problems.install_handlers(app)
-    routers = [module.router for module in (codec, models, health, metrics)]
+    routers = [module.router for module in (codec, compare, models, health, metrics, web)]
     for router in routers:
         app.include_router(router)
     install_docs(app)

@@ -44,6 +44,7 @@ class ProblemType(Enum):
     INVALID_REQUEST = ("invalid-request", 422, "The request does not match the API")
     INVALID_IMAGE = ("invalid-image", 422, "The image cannot be decoded")
     MASK_SIZE_MISMATCH = ("mask-size-mismatch", 422, "The mask or label map is not the image's size")
+    INVALID_SELECTION = ("invalid-selection", 422, "The mask, label map or class names do not fit the model")
     SC_UNSUPPORTED = ("sc-unsupported", 422, "Selective compression is not available")
     CORRUPT_BITSTREAM = ("corrupt-bitstream", 422, "The bitstream is not a valid gancodec file")
     UNKNOWN_MODEL = ("unknown-model", 422, "The model is not installed")

@@ -27,6 +27,9 @@ class ModelInfo(BaseModel):
     fingerprint: str = Field(description="16 hex digits; every bitstream names the model by id and fingerprint.")
     default: bool = Field(description="Used by POST /compress when the request names no model.")
     modes: list[str] = Field(description="gc (global); sc (selective, with a mask) where the model supports it.")
+    classes: list[str] = Field(
+        description="sc models: the label map's class names by id, for labels and synthesize; empty otherwise."
+    )
     latent_channels: int
     levels: int = Field(description="Quantisation centres per latent value.")
     downsampling: int
@@ -48,12 +51,13 @@ class ModelInfo(BaseModel):
             fingerprint=model.fingerprint.hex(),
             default=default,
             modes=list(manifest.modes),
-            latent_channels=manifest.latent_channels,
+            classes=list(manifest.classes),
+            latent_channels=model.channels,
             levels=levels,
             downsampling=manifest.downsampling,
             noise_channels=manifest.noise_channels,
-            max_bits_per_pixel=manifest.latent_channels * math.log2(levels) / manifest.downsampling**2,
+            max_bits_per_pixel=model.channels * math.log2(levels) / manifest.downsampling**2,
             graph_bytes={name: path.stat().st_size for name, path in manifest.graph_files.items()},
-            metrics=manifest.metrics,
+            metrics=model.point.metrics,
             training=manifest.training,
         )

@@ -8,15 +8,28 @@ from service.codec.errors import (
     InferenceError,
     InvalidImage,
     InvalidModel,
+    InvalidSelection,
+    MaskSizeMismatch,
     ModelMismatch,
+    SelectiveUnsupported,
     UnknownModel,
     UnsupportedFormat,
 )
-from service.codec.imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageInfo, decode_image, encode_png, probe_image
+from service.codec.imageio import (
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    ImageInfo,
+    decode_image,
+    decode_label_map,
+    decode_mask,
+    encode_png,
+    probe_image,
+)
 from service.codec.manifest import Manifest, load_manifest
 from service.codec.model import Model, RuntimeOptions
 from service.codec.pipeline import bits_per_pixel, compress, decompress, decompress_png, reconstruct
 from service.codec.registry import Registry
+from service.codec.selection import Selection, check_selective, class_ids, select
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -30,22 +43,31 @@ __all__ = [
     "InferenceError",
     "InvalidImage",
     "InvalidModel",
+    "InvalidSelection",
     "Manifest",
+    "MaskSizeMismatch",
     "Mode",
     "Model",
     "ModelMismatch",
     "Registry",
     "RuntimeOptions",
+    "Selection",
+    "SelectiveUnsupported",
     "UnknownModel",
     "UnsupportedFormat",
     "bits_per_pixel",
+    "check_selective",
+    "class_ids",
     "compress",
     "decode_image",
+    "decode_label_map",
+    "decode_mask",
     "decompress",
     "decompress_png",
     "encode_png",
     "load_manifest",
     "probe_image",
     "reconstruct",
+    "select",
     "unpack",
 ]

@@ -2,6 +2,9 @@
 
 Parsing validates every field against the bytes actually present and the caller's pixel cap before anything
 the header claims is allocated; every malformed input raises CorruptBitstream with a message saying what is wrong.
+
+Version 2 adds selective compression (SC): mode 1, and an optional label-map section before the payload. A file
+is written with the lowest version that can hold it, so GC files stay version 1, byte for byte.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from service.codec.errors import CorruptBitstream, ImageTooLarge
 
 MAGIC = b"GCX"
 VERSION = 1
+"""GC files."""
+SELECTIVE_VERSION = 2
+"""SC files; readers of version 2 read version 1 too."""
 FINGERPRINT_BYTES = 8
 CRC_BYTES = 4
 MAX_VARINT_BYTES = 5
@@ -24,11 +30,13 @@ MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 _MODE_MASK = 0x0F
 _SEED_FLAG = 0x10
-_RESERVED_FLAGS = 0xE0
+_LABELS_FLAG = 0x20
+_RESERVED_FLAGS = {VERSION: 0xE0, SELECTIVE_VERSION: 0xC0}
 
 
 class Mode(IntEnum):
-    """How the image was coded: GC (global, the whole image from the latent); SC (selective) is reserved."""
+    """How the image was coded: GC (global, the whole image from the latent); SC (selective: the latent under a
+    preservation mask, the rest painted from a label map)."""
 
     GC = 0
     SC = 1
@@ -52,28 +60,40 @@ class Bitstream:
     payload: bytes
     size: int
     """Length of the whole file in bytes, header and checksum included (what bits per pixel count)."""
+    labels: bytes | None = None
+    """SC: the entropy-coded label map, a section of its own so that its cost can be reported; None: no map."""
+
+    @property
+    def label_bytes(self) -> int:
+        """What the label map costs in the file: its section, length field included (0 without one)."""
+        return 0 if self.labels is None else len(_varint(len(self.labels))) + len(self.labels)
 
 
-def pack(header: Header, payload: bytes) -> bytes:
-    """Serialise a header and payload into a complete .gcx file."""
+def pack(header: Header, payload: bytes, labels: bytes | None = None) -> bytes:
+    """Serialise a header, the payload and (SC only) the label-map section into a complete .gcx file."""
     if not MODEL_ID_PATTERN.fullmatch(header.model_id):
         raise ValueError(f"model id {header.model_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
     if len(header.fingerprint) != FINGERPRINT_BYTES:
         raise ValueError(f"fingerprint must be {FINGERPRINT_BYTES} bytes")
     if header.width < 1 or header.height < 1:
         raise ValueError(f"image size must be positive, got {header.width}x{header.height}")
+    if labels is not None and header.mode is not Mode.SC:
+        raise ValueError("only SC files carry a label map")
     flags = int(header.mode)
     if header.seed is not None:
         flags |= _SEED_FLAG
+    if labels is not None:
+        flags |= _LABELS_FLAG
     out = bytearray(MAGIC)
-    out += bytes([VERSION, flags, len(header.model_id)])
+    out += bytes([VERSION if header.mode is Mode.GC else SELECTIVE_VERSION, flags, len(header.model_id)])
     out += header.model_id.encode("ascii")
     out += header.fingerprint
     out += _varint(header.width) + _varint(header.height)
     if header.seed is not None:
         out += struct.pack("<I", header.seed)
-    out += _varint(len(payload))
-    out += payload
+    for section in (labels, payload):
+        if section is not None:
+            out += _varint(len(section)) + section
     out += struct.pack("<I", zlib.crc32(out))
     return bytes(out)
 
@@ -84,15 +104,21 @@ def unpack(data: bytes, max_pixels: int) -> Bitstream:
     if reader.take(len(MAGIC), "magic") != MAGIC:
         raise CorruptBitstream("not a gancodec file (the magic bytes are not 'GCX')")
     version = reader.byte("format version")
-    if version != VERSION:
-        raise CorruptBitstream(f"unsupported format version {version}: this gancodec reads version {VERSION}")
+    if version not in _RESERVED_FLAGS:
+        raise CorruptBitstream(
+            f"unsupported format version {version}: this gancodec reads versions {VERSION} and {SELECTIVE_VERSION}"
+        )
     flags = reader.byte("flags")
-    if flags & _RESERVED_FLAGS:
+    if flags & _RESERVED_FLAGS[version]:
         raise CorruptBitstream(f"reserved flag bits are set (flags 0x{flags:02x})")
     try:
         mode = Mode(flags & _MODE_MASK)
     except ValueError:
         raise CorruptBitstream(f"unknown coding mode {flags & _MODE_MASK}") from None
+    if mode is Mode.SC and version == VERSION:
+        raise CorruptBitstream(f"coding mode sc needs format version {SELECTIVE_VERSION}, the file says {version}")
+    if flags & _LABELS_FLAG and mode is not Mode.SC:
+        raise CorruptBitstream("a label map is flagged in a file that is not in mode sc")
     id_length = reader.byte("model id length")
     model_id = reader.take(id_length, "model id").decode("ascii", errors="replace")
     if not MODEL_ID_PATTERN.fullmatch(model_id):
@@ -108,20 +134,15 @@ def unpack(data: bytes, max_pixels: int) -> Bitstream:
             f"above the limit of {max_pixels} pixels"
         )
     seed = struct.unpack("<I", reader.take(4, "noise seed"))[0] if flags & _SEED_FLAG else None
-    payload_length = reader.varint("payload length")
-    if payload_length > reader.remaining - CRC_BYTES:
-        raise CorruptBitstream(
-            f"truncated file: the payload needs {payload_length} bytes plus a {CRC_BYTES}-byte checksum, "
-            f"{reader.remaining} bytes remain"
-        )
-    payload = reader.take(payload_length, "payload")
+    labels = reader.section("label map") if flags & _LABELS_FLAG else None
+    payload = reader.section("payload")
     stored_crc = struct.unpack("<I", reader.take(CRC_BYTES, "checksum"))[0]
     if reader.remaining:
         raise CorruptBitstream(f"{reader.remaining} unexpected bytes after the checksum")
     if zlib.crc32(memoryview(data)[: len(data) - CRC_BYTES]) != stored_crc:
         raise CorruptBitstream("checksum mismatch: the file is corrupt")
     header = Header(model_id, fingerprint, width, height, mode, seed)
-    return Bitstream(header=header, payload=payload, size=len(data))
+    return Bitstream(header=header, payload=payload, size=len(data), labels=labels)
 
 
 def _varint(value: int) -> bytes:
@@ -157,6 +178,16 @@ class _Reader:
 
     def byte(self, field: str) -> int:
         return self.take(1, field)[0]
+
+    def section(self, field: str) -> bytes:
+        """A varint length, then that many bytes, which must leave room for the checksum."""
+        length = self.varint(f"{field} length")
+        if length > self.remaining - CRC_BYTES:
+            raise CorruptBitstream(
+                f"truncated file: the {field} needs {length} bytes plus a {CRC_BYTES}-byte checksum, "
+                f"{self.remaining} bytes remain"
+            )
+        return self.take(length, field)
 
     def varint(self, field: str) -> int:
         value = 0

@@ -55,3 +55,22 @@ class InferenceError(CodecError):
     """onnxruntime failed while running a graph, or the graph returned an unexpected shape."""
 
     code = "inference-failed"
+
+
+class SelectiveUnsupported(CodecError):
+    """A mask, label map or classes to synthesise were given, but the model does only global compression (GC)."""
+
+    code = "sc-unsupported"
+
+
+class InvalidSelection(CodecError):
+    """A mask, label map or class selection that does not fit the model: unknown class names, class ids the
+    model does not know, classes to synthesise without a label map, a label map that is not single-channel."""
+
+    code = "invalid-selection"
+
+
+class MaskSizeMismatch(InvalidSelection):
+    """A mask or label map whose size differs from the image's."""
+
+    code = "mask-size-mismatch"

@@ -1,4 +1,8 @@
-"""Safe image decoding (allow-listed formats, pixel cap checked from the header) and deterministic PNG output."""
+"""Safe image decoding (allow-listed formats, pixel cap checked from the header) and deterministic PNG output.
+
+Also the SC inputs: preservation masks and label maps, lossless PNGs read in their stored orientation and
+turned with the image's EXIF orientation, so they stay aligned with the pixels they describe.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from service.codec.errors import ImageTooLarge, InvalidImage, UnsupportedFormat
+from service.codec.errors import ImageTooLarge, InvalidImage, InvalidSelection, UnsupportedFormat
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 """Largest image (width * height) accepted by default, for both input images and bitstream headers."""
@@ -32,6 +36,8 @@ class DecodedImage:
     """Pillow's name for the source format: PNG, JPEG or WEBP."""
     notes: tuple[str, ...] = ()
     """What was changed on the way to RGB (alpha dropped, first frame used), for the caller to report."""
+    orientation: int = 1
+    """The EXIF orientation applied to the pixels (1: none); `orient` turns masks and label maps alike."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,56 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         if getattr(image, "n_frames", 1) > 1:
             notes.append(f"animated image: only the first of {image.n_frames} frames was used")
         image.load()
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
         pixels, more_notes = _to_rgb(ImageOps.exif_transpose(image))
-    return DecodedImage(pixels=pixels, format=fmt, notes=(*notes, *more_notes))
+    return DecodedImage(pixels=pixels, format=fmt, notes=(*notes, *more_notes), orientation=orientation)
+
+
+def decode_mask(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A PNG preservation mask -> bool (height, width) as stored: white keeps (grey level at least half), black
+    may be synthesised. Colour is read as its grey level, alpha is ignored."""
+    with _open_map(data, max_pixels, "mask") as image:
+        if image.mode in _SIXTEEN_BIT_MODES:
+            return np.asarray(image) >= 1 << 15
+        return np.asarray(image.convert("L")) >= 128
+
+
+def decode_label_map(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A PNG label map -> class ids (height, width) as stored: grey levels or palette indices are the ids."""
+    with _open_map(data, max_pixels, "label map") as image:
+        if image.mode not in {"1", "L", "P", *_SIXTEEN_BIT_MODES}:
+            raise InvalidSelection(
+                f"the label map must be a single-channel PNG of class ids (grey or palette), not mode {image.mode}"
+            )
+        return np.asarray(image).astype(np.int32)
+
+
+@contextmanager
+def _open_map(data: bytes, max_pixels: int, name: str) -> Iterator[Image.Image]:
+    """Masks and label maps must be PNGs: a lossy format would move edges and change class ids."""
+    with _open(data, max_pixels) as (image, fmt):
+        if fmt != "PNG":
+            raise UnsupportedFormat(f"the {name} must be a PNG, not {fmt}")
+        image.load()
+        yield image
+
+
+_ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.T,
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].T,
+    8: lambda a: np.rot90(a),
+}
+"""EXIF orientation -> the same turn as Pillow's exif_transpose, for 2-d arrays of any type."""
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a mask or label map (height, width) as stored by the EXIF orientation its image was turned by."""
+    turn = _ORIENTATIONS.get(orientation)
+    return array if turn is None else np.ascontiguousarray(turn(array))
 
 
 @contextmanager

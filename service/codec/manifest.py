@@ -1,4 +1,9 @@
-"""A model directory's manifest.json: read, validate and fingerprint it (the contract with models/export.py)."""
+"""A model directory's manifest.json: read, validate and fingerprint it (the contract with models/export.py).
+
+Format version 2 adds what selective compression (SC) needs: the label map's class names and resolution. GC
+models keep version 1, so older runtimes still load them; they refuse SC models, whose generator they could
+not feed.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +24,22 @@ from service.codec.errors import InvalidModel
 
 FORMAT = "gancodec-model"
 FORMAT_VERSION = 1
+SELECTIVE_FORMAT_VERSION = 2
+MAX_CLASSES = 256
 MANIFEST_NAME = "manifest.json"
 GRAPHS = ("encoder", "generator")
 KNOWN_MODES = ("gc", "sc")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT_DOMAIN = b"gancodec-model-fingerprint-v1\x00"
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One rate of a model with nested latent channels: files code only the first `channels` of them."""
+
+    id: str
+    channels: int
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,14 +59,41 @@ class Manifest:
     frequencies: tuple[tuple[int, ...], ...]
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+    """SC: the label map's class names by id; empty for GC-only models."""
+    label_downsampling: int = 0
+    """SC: the label map is carried at 1/this of the image's resolution (a power of two dividing downsampling)."""
+    rate_points: tuple[RatePoint, ...] = ()
+    """Nested rates, each installed under its own id; empty: one rate, all channels, under the manifest's id."""
+    default_rate_point: str = ""
 
-    @cached_property
-    def fingerprint(self) -> bytes:
-        """8 bytes naming everything decoding depends on: both graphs and the quantiser/entropy tables.
+    @property
+    def selective(self) -> bool:
+        return "sc" in self.modes
+
+    @property
+    def points(self) -> tuple[RatePoint, ...]:
+        """The rates this model codes at, each a model id of its own."""
+        return self.rate_points or (RatePoint(self.id, self.latent_channels, self.metrics),)
+
+    @property
+    def default_point(self) -> RatePoint:
+        return next((p for p in self.points if p.id == self.default_rate_point), self.points[-1])
+
+    def fingerprint(self, point: RatePoint | None = None) -> bytes:
+        """8 bytes naming everything decoding depends on: both graphs, the quantiser/entropy tables and, for
+        nested rates, how many channels the file codes.
 
         sha256 over a fixed binary layout (docs/bitstream.md), not over JSON text, so the manifest's formatting
         and free-form fields (metrics, training) do not change it.
         """
+        digest = self._digest.copy()
+        if self.rate_points:
+            digest.update(struct.pack("<I", (point or self.default_point).channels))
+        return digest.digest()[:FINGERPRINT_BYTES]
+
+    @cached_property
+    def _digest(self) -> Any:
         digest = hashlib.sha256(_FINGERPRINT_DOMAIN)
         for name in GRAPHS:
             digest.update(bytes.fromhex(self.graph_sha256[name]))
@@ -60,7 +103,9 @@ class Manifest:
         digest.update(struct.pack("<I", self.precision))
         for row in self.frequencies:
             digest.update(struct.pack(f"<{levels}I", *row))
-        return digest.digest()[:FINGERPRINT_BYTES]
+        if self.selective:
+            digest.update(struct.pack("<2I", len(self.classes), self.label_downsampling))
+        return digest
 
 
 def load_manifest(directory: Path) -> Manifest:
@@ -93,8 +138,9 @@ def sha256_file(path: Path) -> str:
 def _parse(directory: Path, data: Any) -> Manifest:
     if not isinstance(data, dict):
         raise TypeError("the manifest is not a JSON object")
-    if data["format"] != FORMAT or data["format_version"] != FORMAT_VERSION:
-        raise ValueError(f"expected format {FORMAT!r} version {FORMAT_VERSION}")
+    version = data["format_version"]
+    if data["format"] != FORMAT or version not in (FORMAT_VERSION, SELECTIVE_FORMAT_VERSION):
+        raise ValueError(f"expected format {FORMAT!r} version {FORMAT_VERSION} or {SELECTIVE_FORMAT_VERSION}")
     model_id = _typed(data, "id", str)
     if not MODEL_ID_PATTERN.fullmatch(model_id):
         raise ValueError(f"id {model_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
@@ -121,6 +167,12 @@ def _parse(directory: Path, data: Any) -> Manifest:
     modes = tuple(_typed(data, "modes", list))
     if not modes or any(mode not in KNOWN_MODES for mode in modes):
         raise ValueError(f"modes must be a non-empty subset of {list(KNOWN_MODES)}")
+    downsampling = _positive(data, "downsampling")
+    classes, label_downsampling = (), 0
+    if "sc" in modes:
+        if version != SELECTIVE_FORMAT_VERSION:
+            raise ValueError(f"mode sc needs format version {SELECTIVE_FORMAT_VERSION} (classes, label_downsampling)")
+        classes, label_downsampling = _selective(data, downsampling)
     entropy = _typed(data, "entropy", dict)
     precision = _typed(entropy, "precision", int)
     if not 1 <= precision <= MAX_PRECISION:
@@ -134,6 +186,7 @@ def _parse(directory: Path, data: Any) -> Manifest:
     for row in frequencies:
         if len(row) != len(centres) or min(row) < 1 or sum(row) != 1 << precision:
             raise ValueError(f"each frequency table needs {len(centres)} integers >= 1 summing to 2**{precision}")
+    rate_points, default_rate_point = _rate_points(data, channels)
     return Manifest(
         directory=directory,
         id=model_id,
@@ -142,14 +195,53 @@ def _parse(directory: Path, data: Any) -> Manifest:
         graph_sha256=graph_sha256,
         latent_channels=channels,
         centres=centres,
-        downsampling=_positive(data, "downsampling"),
+        downsampling=downsampling,
         noise_channels=noise_channels,
         modes=modes,
         precision=precision,
         frequencies=frequencies,
         training=_typed(data, "training", dict) if "training" in data else {},
         metrics=_typed(data, "metrics", dict) if "metrics" in data else {},
+        classes=classes,
+        label_downsampling=label_downsampling,
+        rate_points=rate_points,
+        default_rate_point=default_rate_point,
     )
+
+
+def _rate_points(data: dict[str, Any], channels: int) -> tuple[tuple[RatePoint, ...], str]:
+    """Optional nested rates: unique ids, each coding 1..latent_channels channels, and which is the default."""
+    if "rate_points" not in data:
+        return (), ""
+    points = []
+    for entry in _typed(data, "rate_points", list):
+        point_id = _typed(_check(entry, dict, "a rate point"), "id", str)
+        if not MODEL_ID_PATTERN.fullmatch(point_id):
+            raise ValueError(f"rate point id {point_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
+        count = _positive(entry, "channels")
+        if count > channels:
+            raise ValueError(f"rate point {point_id} codes {count} channels of {channels}")
+        points.append(RatePoint(point_id, count, _typed(entry, "metrics", dict) if "metrics" in entry else {}))
+    if not points or len({p.id for p in points}) != len(points) or len({p.channels for p in points}) != len(points):
+        raise ValueError("rate_points must be a non-empty list with unique ids and channel counts")
+    default = _typed(data, "default_rate_point", str) if "default_rate_point" in data else points[-1].id
+    if default not in {p.id for p in points}:
+        raise ValueError(f"default_rate_point {default!r} is not one of the rate points")
+    return tuple(points), default
+
+
+def _selective(data: dict[str, Any], downsampling: int) -> tuple[tuple[str, ...], int]:
+    """Class names (unique, no commas: requests list them comma-separated) and the label map's resolution."""
+    classes = tuple(_check(name, str, "a class name") for name in _typed(data, "classes", list))
+    if not 1 <= len(classes) <= MAX_CLASSES or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be 1-{MAX_CLASSES} unique names")
+    if any(not name.strip() or name != name.strip() or "," in name or name.isdigit() for name in classes):
+        raise ValueError("class names must be non-empty, without commas or surrounding spaces, and not numbers")
+    label_downsampling = _positive(data, "label_downsampling")
+    ratio, rest = divmod(downsampling, label_downsampling)
+    if rest or ratio & (ratio - 1):
+        raise ValueError("label_downsampling must divide downsampling by a power of two")
+    return classes, label_downsampling
 
 
 def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:

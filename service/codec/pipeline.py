@@ -1,17 +1,24 @@
-"""compress: image -> pad -> encoder -> nearest centre -> entropy coder -> container; decompress: the way back."""
+"""compress: image -> pad -> encoder -> nearest centre -> entropy coder -> container; decompress: the way back.
+
+Selective compression (SC) codes only the symbols under a preservation mask, plus the mask and optionally a
+label map; the generator paints the rest from the label map (service/codec/selection.py says what is kept).
+"""
 
 from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterable
 
 import numpy as np
 
 from service.codec.container import Bitstream, Header, Mode, pack, unpack
 from service.codec.errors import CorruptBitstream, UnknownModel
-from service.codec.imageio import DEFAULT_MAX_PIXELS, check_rgb, decode_image, encode_png
+from service.codec.imageio import DEFAULT_MAX_PIXELS, DecodedImage, check_rgb, decode_image, encode_png
 from service.codec.model import Model
 from service.codec.registry import Registry
+from service.codec.selection import select
+from service.codec.selective import decode_kept, decode_labels, encode_kept, encode_labels
 
 MIN_LATENT_SIDE = 2
 """The graphs reflection-pad the latent by one, which needs two rows and columns: smaller images pad further."""
@@ -24,23 +31,57 @@ def latent_size(width: int, height: int, downsampling: int) -> tuple[int, int]:
     return rows, columns
 
 
-def compress(image: bytes | np.ndarray, model: Model, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
-    """PNG/JPEG/WebP bytes or an RGB uint8 array (height, width, 3) -> a .gcx file.
+def compress(
+    image: bytes | np.ndarray | DecodedImage,
+    model: Model,
+    mask: bytes | np.ndarray | None = None,
+    labels: bytes | np.ndarray | None = None,
+    synthesize: Iterable[str] | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> bytes:
+    """PNG/JPEG/WebP bytes, an RGB uint8 array (height, width, 3) or a decoded image -> a .gcx file.
 
-    Deterministic: the same image and model give the same bytes (the noise seed is derived from the symbols).
+    SC models (modes gc and sc) also take a preservation `mask` (PNG, white keeps; or an array, nonzero keeps),
+    a label map `labels` (PNG or array of class ids) and class names or ids to `synthesize` (needs `labels`):
+    a mask alone keeps its white region and synthesises the rest from no labels; labels with `synthesize`
+    keep all but those classes; labels alone keep everything. Maps are of the image's size as stored (before
+    any EXIF rotation). Nothing of this given: GC.
+
+    Deterministic: the same inputs give the same bytes (the noise seed is derived from the coded symbols).
     """
-    pixels = decode_image(image, max_pixels).pixels if isinstance(image, bytes) else check_rgb(image, max_pixels)
-    if Mode.GC.name.lower() not in model.manifest.modes:
-        raise UnknownModel(f"model {model.id} does not support global (gc) compression")
+    if isinstance(image, bytes):
+        image = decode_image(image, max_pixels)
+    if isinstance(image, DecodedImage):
+        pixels, orientation = check_rgb(image.pixels, max_pixels), image.orientation
+    else:
+        pixels, orientation = check_rgb(image, max_pixels), 1
+    manifest = model.manifest
     height, width = pixels.shape[:2]
-    factor = model.manifest.downsampling
+    factor = manifest.downsampling
     rows, columns = latent_size(width, height, factor)
+    selection = select(
+        manifest,
+        (height, width),
+        (rows, columns),
+        mask,
+        labels,
+        synthesize,
+        orientation=orientation,
+        max_pixels=max_pixels,
+    )
+    if selection is None and Mode.GC.name.lower() not in manifest.modes:
+        raise UnknownModel(f"model {model.id} does not support global (gc) compression")
     padded = np.pad(pixels, ((0, rows * factor - height), (0, columns * factor - width), (0, 0)), mode="reflect")
     latent = model.encode(padded.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0))
-    symbols = quantise(latent[0], model.centres)
-    seed = zlib.crc32(symbols.tobytes()) if model.manifest.noise_channels else None
-    header = Header(model.id, model.fingerprint, width, height, Mode.GC, seed)
-    return pack(header, model.entropy.encode(symbols))
+    symbols = quantise(latent[0, : model.channels], model.centres)
+    if selection is None:
+        seed = zlib.crc32(symbols.tobytes()) if manifest.noise_channels else None
+        return pack(Header(model.id, model.fingerprint, width, height, Mode.GC, seed), model.entropy.encode(symbols))
+    seed = zlib.crc32(symbols[:, selection.keep].tobytes()) if manifest.noise_channels else None
+    label_section = None if selection.labels is None else encode_labels(selection.labels, len(manifest.classes))
+    header = Header(model.id, model.fingerprint, width, height, Mode.SC, seed)
+    return pack(header, encode_kept(model.entropy, symbols, selection.keep), label_section)
 
 
 def quantise(latent: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -56,23 +97,49 @@ def decompress(data: bytes, registry: Registry, *, max_pixels: int = DEFAULT_MAX
 
 
 def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
-    """Entropy decode, map symbols to centres, add the seeded noise, run the generator, crop and round."""
+    """Entropy decode, map symbols to centres, add the seeded noise, run the generator, crop and round.
+
+    SC: symbols outside the preservation mask are zero (with the mask, the generator's input says so), and the
+    label map, one-hot, goes beside them (all zeros without one). Channels beyond the model's rate point are
+    zero too (a centre, as in training).
+    """
     header, manifest = bitstream.header, model.manifest
-    if header.mode is not Mode.GC:
-        raise CorruptBitstream(f"coding mode {header.mode.name.lower()} is not supported by this gancodec")
+    if header.mode is Mode.SC and not manifest.selective:
+        raise CorruptBitstream(f"the file is in mode sc, which model {model.id} does not support")
     if (header.seed is not None) != (manifest.noise_channels > 0):
         raise CorruptBitstream("the noise seed's presence does not match the model's noise channels")
     rows, columns = latent_size(header.width, header.height, manifest.downsampling)
-    symbols = model.entropy.decode(bitstream.payload, rows, columns)
-    latent = model.centres[symbols][None]
+    if header.mode is Mode.GC:
+        symbols, keep = model.entropy.decode(bitstream.payload, rows, columns), None
+        values = model.centres[symbols]
+    else:
+        keep, symbols = decode_kept(model.entropy, bitstream.payload, rows, columns)
+        values = model.centres[symbols] * keep
+    uncoded = np.zeros((manifest.latent_channels - model.channels, rows, columns), np.float32)
+    latent = np.concatenate([values, uncoded])[None]
     if header.seed is not None:
         noise = np.random.default_rng(header.seed).standard_normal(
             (1, manifest.noise_channels, rows, columns), dtype=np.float32
         )
-        latent = np.concatenate([latent, noise], axis=1)
-    image = model.generate(np.ascontiguousarray(latent))[0, :, : header.height, : header.width]
+        latent = np.ascontiguousarray(np.concatenate([latent, noise], axis=1))
+    if keep is None:
+        image = model.generate(np.ascontiguousarray(latent))
+    else:
+        image = model.generate(latent, keep[None, None].astype(np.float32), _one_hot(bitstream, model, rows, columns))
+    image = image[0, :, : header.height, : header.width]
     pixels = np.rint(np.clip(image, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
     return np.ascontiguousarray(pixels.transpose(1, 2, 0))
+
+
+def _one_hot(bitstream: Bitstream, model: Model, rows: int, columns: int) -> np.ndarray | None:
+    """The label-map section decoded to the generator's one-hot input (1, classes, h, w); None without one."""
+    if bitstream.labels is None:
+        return None
+    manifest = model.manifest
+    ratio = manifest.downsampling // manifest.label_downsampling
+    classes = len(manifest.classes)
+    ids = decode_labels(bitstream.labels, rows * ratio, columns * ratio, classes)
+    return np.ascontiguousarray(np.eye(classes, dtype=np.float32)[ids].transpose(2, 0, 1)[None])
 
 
 def decompress_png(data: bytes, registry: Registry, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:

@@ -53,7 +53,7 @@ class Registry:
             for directory in model_directories(root):
                 if directory.resolve() not in seen:
                     seen.add(directory.resolve())
-                    models.append(Model(load_manifest(directory), options))
+                    models.extend(Model(load_manifest(directory), options).rate_points())
         return cls(models, default_id)
 
     def __iter__(self) -> Iterator[Model]:
@@ -64,7 +64,8 @@ class Registry:
 
     @property
     def default_id(self) -> str:
-        """The configured default, else gc-small-c8 when installed, else the only installed model."""
+        """The configured default, else gc-small-c8 when installed, else the only installed model (or the
+        default rate point of the only installed model with several)."""
         if self._default_id is not None:
             return self._default_id
         ids = sorted({model.id for model in self._models})
@@ -72,6 +73,9 @@ class Registry:
             return PREFERRED_DEFAULT
         if len(ids) == 1:
             return ids[0]
+        directories = {model.manifest.directory for model in self._models}
+        if len(directories) == 1:
+            return self._models[0].manifest.default_point.id
         if not ids:
             raise UnknownModel("no models are installed (add a model directory with --model-dir)")
         raise UnknownModel(f"several models are installed ({', '.join(ids)}): choose one by id")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 from functools import partial
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
@@ -27,6 +27,8 @@ from service.codec import (
     ImageInfo,
     Model,
     bits_per_pixel,
+    check_selective,
+    class_ids,
     compress,
     encode_png,
     probe_image,
@@ -86,6 +88,7 @@ def _ok(description: str, media_types: list[str], headers: dict[str, Any]) -> di
             ProblemType.UNSUPPORTED_FORMAT,
             ProblemType.INVALID_IMAGE,
             ProblemType.MASK_SIZE_MISMATCH,
+            ProblemType.INVALID_SELECTION,
             ProblemType.SC_UNSUPPORTED,
             ProblemType.UNKNOWN_MODEL,
         ),
@@ -96,27 +99,41 @@ async def compress_image(
     image: Annotated[UploadFile, File(description="PNG, JPEG or WebP, recognised by its magic bytes.")],
     mask: Annotated[
         UploadFile | None,
-        File(description="PNG of the image's size: white = keep exactly, black = may be synthesised."),
+        File(
+            description="PNG of the image's size: white = keep exactly, black = may be synthesised (sc models). "
+            "Alone, it keeps its white region and synthesises the rest without a label map."
+        ),
     ] = None,
-    labels: Annotated[UploadFile | None, File(description="PNG of the image's size holding class ids.")] = None,
+    labels: Annotated[
+        UploadFile | None,
+        File(
+            description="PNG of the image's size holding class ids as grey levels or palette indices (sc models). "
+            "Alone, it keeps everything and conditions the generator on it."
+        ),
+    ] = None,
     model: Annotated[str | None, Form(description="Model id; the server's default when absent.")] = None,
     synthesize: Annotated[
         list[str] | None,
-        Form(description="Class names or ids of the label map whose regions may be synthesised (sc models)."),
+        Form(
+            description="Class names or ids of the label map whose regions may be synthesised (sc models; needs "
+            "labels). Repeat the field or separate names by commas; GET /models lists each model's classes."
+        ),
     ] = None,
 ) -> Response:
     max_pixels = runtime.settings.max_pixels
     data = await image.read()
     info = _probe("image", data, max_pixels)
-    maps = {name: upload for name, upload in (("mask", mask), ("labels", labels)) if upload is not None}
-    for name, upload in maps.items():
-        _check_map(name, await upload.read(), info, max_pixels)
+    maps = {name: await upload.read() for name, upload in (("mask", mask), ("labels", labels)) if upload is not None}
+    for name, map_data in maps.items():
+        _check_map(name, map_data, info, max_pixels)
     if synthesize and labels is None:
         raise Problem(ProblemType.INVALID_REQUEST, "synthesize names classes of the label map: send labels too")
     chosen = runtime.registry.get(model)
     if maps or synthesize:
-        _refuse_selective(chosen)
-    bitstream = await runtime.limiter.run("compress", partial(compress, data, chosen, max_pixels=max_pixels))
+        check_selective(chosen.manifest)
+        class_ids(chosen.manifest, synthesize or ())
+    job = partial(compress, data, chosen, maps.get("mask"), maps.get("labels"), synthesize, max_pixels=max_pixels)
+    bitstream = await runtime.limiter.run("compress", job)
     parsed = unpack(bitstream, max_pixels)
     runtime.metrics.bits_per_pixel.labels(chosen.id).observe(_bpp(parsed))
     etag = f'"{hashlib.sha256(bitstream).hexdigest()}"'
@@ -204,16 +221,6 @@ def _check_map(name: str, data: bytes, image: ImageInfo, max_pixels: int) -> Non
             ProblemType.MASK_SIZE_MISMATCH,
             f"{name}: is {info.width}x{info.height}, the image {image.width}x{image.height}",
         )
-
-
-def _refuse_selective(model: Model) -> NoReturn:
-    """Masks, label maps and synthesize are for selective compression (sc), which this server cannot do yet."""
-    if "sc" not in model.manifest.modes:
-        modes = ", ".join(model.manifest.modes)
-        detail = f"model {model.id} supports only {modes}: mask, labels and synthesize need an sc model"
-    else:
-        detail = "selective compression (mask, labels, synthesize) is not implemented by this server yet"
-    raise Problem(ProblemType.SC_UNSUPPORTED, detail)
 
 
 def _decode(bitstream: Bitstream, model: Model, output_format: OutputFormat) -> bytes:

@@ -1,0 +1,164 @@
+"""From per-image points to curves (a codec's mean over images at each setting) and to the issue's comparisons:
+the bits a classical codec needs to reach our MS-SSIM, and who has the better realism at our bytes and at twice them.
+
+Comparisons are per image, against that image's own sweep of the classical codec, interpolated linearly in log bpp
+between the two settings around the wanted rate (or quality); a codec whose lowest setting already spends more than
+the wanted rate is compared at that lowest setting and counted as unable to go that low.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from bench.codecs import OURS
+from bench.metrics import HIGHER_IS_BETTER
+
+Point = dict[str, Any]
+CURVE_KEYS = (
+    "bpp",
+    "psnr",
+    "ms_ssim",
+    "swd",
+    "spectrum_error_db",
+    "spectrum_bias_db",
+    "lpips",
+    "encode_seconds",
+    "decode_seconds",
+)
+REALISM = ("swd", "spectrum_error_db", "lpips")
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    """Mean of the values that were measured (None where none was: e.g. MS-SSIM of small images)."""
+    kept = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(kept)) if kept else None
+
+
+def curves(points: list[Point]) -> dict[str, list[dict[str, Any]]]:
+    """codec -> one entry per setting (in the order first seen; ours sorted by bpp): means over images."""
+    groups: dict[str, dict[str, list[Point]]] = defaultdict(lambda: defaultdict(list))
+    for point in points:
+        groups[point["codec"]][str(point["setting"])].append(point)
+    result = {}
+    for codec, settings in groups.items():
+        entries = []
+        for members in settings.values():
+            entry: dict[str, Any] = {"setting": members[0]["setting"], "images": len(members)}
+            for key in CURVE_KEYS:
+                value = _mean(p.get(key) for p in members)
+                if value is not None:
+                    entry[key] = value
+            entries.append(entry)
+        if codec == OURS:
+            entries.sort(key=lambda e: e["bpp"])
+        result[codec] = entries
+    return result
+
+
+def _by_image(points: list[Point]) -> dict[str, dict[str, list[Point]]]:
+    """image -> codec -> that image's points, sorted by bpp: comparisons are made per image, never on means."""
+    table: dict[str, dict[str, list[Point]]] = defaultdict(lambda: defaultdict(list))
+    for point in points:
+        table[point["image"]][point["codec"]].append(point)
+    for codecs in table.values():
+        for members in codecs.values():
+            members.sort(key=lambda p: p["bpp"])
+    return table
+
+
+def value_at_bpp(sweep: list[Point], key: str, bpp: float) -> tuple[float | None, bool]:
+    """(the sweep's `key` at `bpp`, interpolated in log bpp; whether the sweep could not go that low).
+
+    Below the lowest setting: the lowest setting's value, flagged. Above the highest: None.
+    """
+    rates = [p["bpp"] for p in sweep if p.get(key) is not None]
+    values = [p[key] for p in sweep if p.get(key) is not None]
+    if not rates:
+        return None, False
+    if bpp < rates[0]:
+        return values[0], True
+    if bpp > rates[-1]:
+        return None, False
+    return float(np.interp(math.log(bpp), np.log(rates), values)), False
+
+
+def bpp_to_reach(sweep: list[Point], key: str, target: float) -> float | None:
+    """The fewest bits per pixel at which the sweep reaches `target` in `key` (interpolated in log bpp between the
+    settings around the crossing); its lowest rate if even that reaches it; None if no setting does."""
+    higher = HIGHER_IS_BETTER[key]
+    previous: Point | None = None
+    for point in sweep:
+        value = point.get(key)
+        if value is None:
+            continue
+        if (value >= target) if higher else (value <= target):
+            if previous is None:
+                return point["bpp"]
+            low, high = previous[key], value
+            fraction = 1.0 if high == low else (target - low) / (high - low)
+            return math.exp(math.log(previous["bpp"]) + fraction * (math.log(point["bpp"]) - math.log(previous["bpp"])))
+        previous = point
+    return None
+
+
+def compare(points: list[Point], multiples: tuple[float, ...] = (1.0, 2.0)) -> dict[str, dict[str, dict[str, Any]]]:
+    """model -> codec -> the issue's comparisons over this set's images.
+
+    - `cannot_reach_our_bpp`: images where the codec's lowest setting spends more bits than we do;
+    - `bpp_for_our_ms_ssim`: mean over images of the bits the codec needs to reach our MS-SSIM (images where no
+      setting reaches it are counted in `never_reaches_our_ms_ssim` and left out), and `ratio` = that / our mean bpp
+      over the same images;
+    - `at_Nx`: at N times our bytes, for PSNR, MS-SSIM and each realism measure, on how many images ours is better
+      (`wins`) out of how many could be compared (`images`); the codec's value is interpolated along its sweep.
+    """
+    table = _by_image(points)
+    models = sorted({p["setting"] for p in points if p["codec"] == OURS})
+    codecs = [c for c in dict.fromkeys(p["codec"] for p in points) if c != OURS]
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for model in models:
+        results[model] = {}
+        for codec in codecs:
+            cannot_reach, never, needed, ours_bpp, images = 0, 0, [], [], 0
+            wins: dict[str, dict[str, list[int]]] = {f"at_{m:g}x": defaultdict(lambda: [0, 0]) for m in multiples}
+            for per_codec in table.values():
+                ours = next((p for p in per_codec.get(OURS, []) if p["setting"] == model), None)
+                sweep = per_codec.get(codec, [])
+                if ours is None or not sweep:
+                    continue
+                images += 1
+                cannot_reach += sweep[0]["bpp"] > ours["bpp"]
+                if ours.get("ms_ssim") is not None:
+                    bpp = bpp_to_reach(sweep, "ms_ssim", ours["ms_ssim"])
+                    if bpp is None:
+                        never += 1
+                    else:
+                        needed.append(bpp)
+                        ours_bpp.append(ours["bpp"])
+                for multiple in multiples:
+                    tally = wins[f"at_{multiple:g}x"]
+                    for key in ("psnr", "ms_ssim", *REALISM):
+                        if ours.get(key) is None:
+                            continue
+                        theirs, _ = value_at_bpp(sweep, key, multiple * ours["bpp"])
+                        if theirs is None:
+                            continue
+                        better = ours[key] > theirs if HIGHER_IS_BETTER[key] else ours[key] < theirs
+                        tally[key][0] += int(better)
+                        tally[key][1] += 1
+            entry: dict[str, Any] = {
+                "images": images,
+                "cannot_reach_our_bpp": cannot_reach,
+                "never_reaches_our_ms_ssim": never,
+                "bpp_for_our_ms_ssim": _mean(needed),
+                "our_bpp": _mean(ours_bpp),
+            }
+            entry["ratio"] = entry["bpp_for_our_ms_ssim"] / entry["our_bpp"] if needed else None
+            for name, tally in wins.items():
+                entry[name] = {key: {"wins": w, "images": n} for key, (w, n) in tally.items()}
+            results[model][codec] = entry
+    return results

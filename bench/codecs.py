@@ -1,0 +1,264 @@
+"""The classical codecs we compare with, each through its real file format, swept over its quality setting.
+
+Every codec writes a complete file into memory (headers included; that is what a user would store) and reads it back
+with the same library. Settings are listed lowest first and always include the codec's lowest: the fewest bytes it can
+produce, which at our rates is where the comparison happens.
+
+| name | library | setting |
+|---|---|---|
+| jpeg | Pillow (libjpeg-turbo), 4:2:0, optimised Huffman tables | quality 1-95 |
+| webp | Pillow (libwebp), method 6 (slowest, smallest) | quality 0-95 |
+| avif | Pillow's own AVIF plugin (libavif + its AV1 encoder), speed 6, 4:2:0 | quality 0-90 |
+| hevc | pillow-heif (libheif + x265, HEVC intra in HEIF: the closest thing to BPG here), 4:2:0 | quality 0-90 |
+| jpeg2000 | Pillow (OpenJPEG), 9/7 wavelet, rate control to a target bits per pixel | target bpp |
+| jpegxl | pillow-jxl-plugin (libjxl), effort 7 | quality 0-90 |
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, features
+
+Setting = int | float
+
+OURS = "ours"
+"""The codec name our points carry; their setting is the model id (each rate point is one installed model id)."""
+OURS_LABEL = "gancodec (ours)"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One real round trip: the file's bytes, the decoded pixels and the time each direction took."""
+
+    data: bytes
+    decoded: np.ndarray
+    encode_seconds: float
+    decode_seconds: float
+
+
+def pillow_encode(image: np.ndarray, fmt: str, **options: object) -> bytes:
+    """The complete file Pillow writes (headers included), in memory: its length is the rate."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def pillow_decode(data: bytes, fmt: str) -> np.ndarray:
+    """Decode with the named format's reader only (no format guessing), to RGB uint8."""
+    with Image.open(io.BytesIO(data), formats=[fmt]) as decoded:
+        return np.asarray(decoded.convert("RGB"))
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A classical codec: how to write a file at a setting, how to read it back, and the settings swept."""
+
+    name: str
+    label: str
+    fmt: str
+    """Pillow's format name, used for both saving and opening."""
+    setting_name: str
+    settings: tuple[Setting, ...]
+    """The sweep, lowest first; settings[0] is the codec's lowest quality."""
+    options: Callable[[Setting, int], dict[str, object]]
+    """(setting, pixels) -> Pillow save options."""
+    search_range: tuple[int, int] | None = None
+    """Integer settings that closest_to_bytes may try (None: a continuous rate target)."""
+    version: Callable[[], str] = field(default=lambda: "")
+    available: Callable[[], bool] = field(default=lambda: True)
+
+    def encode(self, image: np.ndarray, setting: Setting) -> bytes:
+        pixels = image.shape[0] * image.shape[1]
+        return pillow_encode(image, self.fmt, **self.options(setting, pixels))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return pillow_decode(data, self.fmt)
+
+    def round_trip(self, image: np.ndarray, setting: Setting) -> Encoded:
+        start = time.perf_counter()
+        data = self.encode(image, setting)
+        middle = time.perf_counter()
+        decoded = self.decode(data)
+        end = time.perf_counter()
+        return Encoded(data, decoded, middle - start, end - middle)
+
+    def describe(self) -> dict[str, object]:
+        """What identifies this codec's output: part of every cache key and of the JSON."""
+        return {"name": self.name, "label": self.label, "setting": self.setting_name, "version": self.version()}
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def _pillow_version(feature: str) -> Callable[[], str]:
+    return lambda: f"pillow {_package_version('pillow')}, {feature} {features.version(feature) or 'missing'}"
+
+
+def _heif_ready() -> bool:
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return "x265" in str(pillow_heif.libheif_info().get("encoders", {}))
+
+
+def _heif_version() -> str:
+    import pillow_heif
+
+    info = pillow_heif.libheif_info()
+    return f"pillow-heif {pillow_heif.__version__}, libheif {info.get('libheif')}, {info.get('HEIF')}"
+
+
+def _jxl_ready() -> bool:
+    try:
+        import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+    except ImportError:
+        return False
+    return True
+
+
+QUALITIES = (0, 2, 5, 10, 20, 30, 45, 60, 75, 90)
+"""Quality sweep for the codecs whose scale starts at 0; dense at the bottom, where our rates are."""
+
+CODECS: dict[str, Codec] = {
+    codec.name: codec
+    for codec in (
+        Codec(
+            "jpeg",
+            "JPEG",
+            "JPEG",
+            "quality",
+            (1, 2, 4, 7, 10, 15, 25, 40, 60, 80, 95),
+            lambda q, _: {"quality": int(q), "optimize": True, "subsampling": "4:2:0"},
+            (1, 95),
+            _pillow_version("libjpeg_turbo"),
+        ),
+        Codec(
+            "webp",
+            "WebP",
+            "WEBP",
+            "quality",
+            (*QUALITIES, 95),
+            lambda q, _: {"quality": int(q), "method": 6},
+            (0, 100),
+            _pillow_version("webp"),
+            lambda: bool(features.check("webp")),
+        ),
+        Codec(
+            "avif",
+            "AVIF",
+            "AVIF",
+            "quality",
+            QUALITIES,
+            lambda q, _: {"quality": int(q), "speed": 6, "subsampling": "4:2:0"},
+            (0, 100),
+            _pillow_version("avif"),
+            lambda: bool(features.check("avif")),
+        ),
+        Codec(
+            "hevc",
+            "HEVC (HEIF, x265)",
+            "HEIF",
+            "quality",
+            QUALITIES,
+            lambda q, _: {"quality": int(q), "chroma": 420},
+            (0, 100),
+            _heif_version,
+            _heif_ready,
+        ),
+        Codec(
+            "jpeg2000",
+            "JPEG 2000",
+            "JPEG2000",
+            "target bpp",
+            (0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.7, 1.0),
+            lambda bpp, _: {"quality_mode": "rates", "quality_layers": [24.0 / bpp], "irreversible": True},
+            None,
+            _pillow_version("jpg_2000"),
+            lambda: bool(features.check("jpg_2000")),
+        ),
+        Codec(
+            "jpegxl",
+            "JPEG XL",
+            "JXL",
+            "quality",
+            QUALITIES,
+            lambda q, _: {"quality": int(q), "effort": 7},
+            (0, 100),
+            lambda: f"pillow-jxl-plugin {_package_version('pillow-jxl-plugin')}",
+            _jxl_ready,
+        ),
+    )
+}
+"""JPEG 2000's target is a compression ratio against 24-bit RGB, so `target bpp` is met up to its headers."""
+
+
+def label(name: str) -> str:
+    """The name a reader sees for a codec name found in the points (ours, a classical codec, or anything else)."""
+    if name == OURS:
+        return OURS_LABEL
+    return CODECS[name].label if name in CODECS else name
+
+
+def available(names: Sequence[str] | None = None) -> dict[str, Codec]:
+    """The named codecs (default: all) that this machine can run, in CODECS order."""
+    chosen = CODECS if names is None else {name: CODECS[name] for name in names}
+    return {name: codec for name, codec in chosen.items() if codec.available()}
+
+
+def missing(names: Sequence[str] | None = None) -> list[str]:
+    """The named codecs (default: all) whose library is not installed here: recorded, so a gap is never silent."""
+    chosen = CODECS if names is None else {name: CODECS[name] for name in names}
+    return [name for name, codec in chosen.items() if not codec.available()]
+
+
+def _distance(size: int, target: int) -> float:
+    """How far a size is from a target, by ratio: 2x over and 2x under are equally far."""
+    return abs(math.log(max(size, 1) / max(target, 1)))
+
+
+def closest_to_bytes(codec: Codec, image: np.ndarray, target: int) -> tuple[Setting, bytes]:
+    """The setting (and file) whose size is nearest `target` bytes, by ratio; the lowest setting if none gets as small.
+
+    Integer settings: bisection for the largest setting at or under the target, then the nearer of it and the next.
+    A rate target (JPEG 2000): aim at the target, then correct the aim by the measured ratio a few times.
+    """
+    if codec.search_range is None:
+        pixels = image.shape[0] * image.shape[1]
+        aim = 8.0 * target / pixels
+        trials: list[tuple[Setting, bytes]] = []
+        for _ in range(4):
+            data = codec.encode(image, aim)
+            trials.append((aim, data))
+            aim *= target / max(len(data), 1)
+        return min(trials, key=lambda t: _distance(len(t[1]), target))
+    low, high = codec.search_range
+    sizes: dict[int, bytes] = {}
+
+    def size(setting: int) -> int:
+        if setting not in sizes:
+            sizes[setting] = codec.encode(image, setting)
+        return len(sizes[setting])
+
+    if size(low) >= target:
+        return low, sizes[low]
+    while high - low > 1:  # invariant: size(low) < target; high is over the target or the top of the range
+        middle = (low + high) // 2
+        if size(middle) <= target:
+            low = middle
+        else:
+            high = middle
+    best = min((low, high), key=lambda s: _distance(size(s), target))
+    return best, sizes[best]

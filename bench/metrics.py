@@ -1,0 +1,269 @@
+"""Per-image quality measures of a reconstruction against its original, all on RGB uint8 arrays (height, width, 3).
+
+Distortion: PSNR and MS-SSIM. Realism, with no downloaded weights: the sliced Wasserstein distance between
+Laplacian-pyramid patch distributions (Karras et al. 2018, "Progressive growing of GANs", section 5) and the error of
+the radially averaged power spectrum. LPIPS (bench.learned) is added where its weights are on this machine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pytorch_msssim import ms_ssim
+
+METRICS_VERSION = 1
+"""Bump when any measure below changes: it is part of every cache key, so old cached points are recomputed."""
+
+MS_SSIM_MIN_SIDE = 161
+"""pytorch-msssim's default 11-tap window over 5 scales needs the shorter side above (11 - 1) * 2**4 pixels."""
+
+
+def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
+    """Peak signal-to-noise ratio over all RGB values, in dB (capped at 100 dB for identical images)."""
+    mse = np.mean((original.astype(np.float64) - decoded.astype(np.float64)) ** 2)
+    return 100.0 if mse == 0 else min(100.0, 10 * math.log10(255.0**2 / mse))
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]
+
+
+def msssim(original: np.ndarray, decoded: np.ndarray) -> float | None:
+    """MS-SSIM over RGB (pytorch-msssim, data range 255, float32); None for images too small for five scales."""
+    if min(original.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return None
+    with torch.no_grad():
+        return float(ms_ssim(_tensor(original), _tensor(decoded), data_range=255.0))
+
+
+# --- Sliced Wasserstein distance between Laplacian-pyramid patch distributions -------------------------------------
+
+_BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
+"""The 5-tap filter of cv2.pyrDown / pyrUp, as in Karras et al.'s sliced_wasserstein.py (applied separably)."""
+
+
+def _blur(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Separable filtering of (channels, height, width) with mirror (reflect-101) borders."""
+    pad = len(taps) // 2
+    out = np.pad(image, ((0, 0), (pad, pad), (0, 0)), mode="reflect")
+    out = sum(taps[i] * out[:, i : i + image.shape[1]] for i in range(len(taps)))
+    out = np.pad(out, ((0, 0), (0, 0), (pad, pad)), mode="reflect")
+    return sum(taps[i] * out[:, :, i : i + image.shape[2]] for i in range(len(taps)))
+
+
+def _pyr_down(image: np.ndarray) -> np.ndarray:
+    return _blur(image, _BINOMIAL)[:, ::2, ::2]
+
+
+def _pyr_up(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    up = np.zeros((image.shape[0], 2 * image.shape[1], 2 * image.shape[2]), dtype=image.dtype)
+    up[:, ::2, ::2] = image
+    return _blur(up, 2 * _BINOMIAL)[:, : shape[0], : shape[1]]
+
+
+def laplacian_pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
+    """(height, width, 3) uint8 -> `levels` float32 (3, h, w) bands, finest first; the last is the low-pass rest."""
+    pyramid = [image.transpose(2, 0, 1).astype(np.float32)]
+    for _ in range(1, levels):
+        pyramid.append(_pyr_down(pyramid[-1]))
+        pyramid[-2] = pyramid[-2] - _pyr_up(pyramid[-1], pyramid[-2].shape[1:])
+    return pyramid
+
+
+@dataclass(frozen=True)
+class SwdSettings:
+    """Karras et al. use 7x7 neighbourhoods, levels down to 16x16, 4 x 128 random directions; patches are per image
+    here (one original against one reconstruction), drawn at the same seeded positions in both."""
+
+    patch: int = 7
+    max_levels: int = 5
+    min_side: int = 16
+    patches_per_level: int = 2048
+    repeats: int = 4
+    directions: int = 128
+    seed: int = 2018
+
+
+def pyramid_levels(height: int, width: int, settings: SwdSettings = SwdSettings()) -> int:
+    """As many levels as keep the coarsest one at least `min_side` pixels (and one patch) high, up to max_levels."""
+    side, levels = min(height, width), 1
+    while levels < settings.max_levels and (side + 1) // 2 >= max(settings.min_side, settings.patch):
+        side, levels = (side + 1) // 2, levels + 1
+    return levels
+
+
+def _positions(rows: int, cols: int, wanted: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Every patch position when there are at most `wanted`, else `wanted` drawn at random (with replacement)."""
+    if rows * cols <= wanted:
+        grid = np.mgrid[0:rows, 0:cols].reshape(2, -1)
+        return grid[0], grid[1]
+    return rng.integers(0, rows, wanted), rng.integers(0, cols, wanted)
+
+
+def _patches(band: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """(channels, h, w) -> (n, channels * size * size) descriptors whose top-left corners are (rows, cols)."""
+    dy, dx = np.mgrid[0:size, 0:size]
+    block = band[:, rows[:, None, None] + dy, cols[:, None, None] + dx]  # (channels, n, size, size)
+    return block.transpose(1, 0, 2, 3).reshape(len(rows), -1)
+
+
+class SwdReference:
+    """An original's pyramid patches, normalisation and sorted projections, computed once and compared with many
+    reconstructions; the positions and directions are seeded, so every comparison uses the same ones."""
+
+    def __init__(self, original: np.ndarray, settings: SwdSettings = SwdSettings()) -> None:
+        self.settings = settings
+        self.shape = original.shape
+        self.levels = pyramid_levels(*original.shape[:2], settings)
+        rng = np.random.default_rng(settings.seed)
+        self._positions: list[tuple[np.ndarray, np.ndarray, int]] = []
+        self._normalisation: list[tuple[np.ndarray, np.ndarray]] = []
+        self._directions: list[np.ndarray] = []
+        self._sorted: list[np.ndarray] = []
+        for band in laplacian_pyramid(original, self.levels):
+            height, width = band.shape[1:]
+            size = min(settings.patch, height, width)
+            rows, cols = _positions(height - size + 1, width - size + 1, settings.patches_per_level, rng)
+            patches = _patches(band, rows, cols, size)
+            per_channel = patches.reshape(len(patches), band.shape[0], -1)
+            mean = per_channel.mean(axis=(0, 2)).repeat(size * size)
+            std = per_channel.std(axis=(0, 2)).repeat(size * size) + 1e-6
+            # the repeats' directions side by side: (descriptor, repeats * directions), each column of unit length
+            directions = rng.standard_normal((settings.repeats, patches.shape[1], settings.directions))
+            directions = np.concatenate(list(directions / np.linalg.norm(directions, axis=1, keepdims=True)), axis=1)
+            directions = np.ascontiguousarray(directions, dtype=np.float32)
+            self._positions.append((rows, cols, size))
+            self._normalisation.append((mean, std))
+            self._directions.append(directions)
+            self._sorted.append(self._sorted_projections(patches, level=len(self._directions) - 1))
+
+    def _sorted_projections(self, patches: np.ndarray, level: int) -> np.ndarray:
+        """(directions, patches): each direction's projections of the normalised patches, sorted."""
+        mean, std = self._normalisation[level]
+        projected = ((patches - mean) / std) @ self._directions[level]
+        return np.sort(np.ascontiguousarray(projected.T), axis=1)
+
+    def levels_to(self, decoded: np.ndarray) -> list[float]:
+        """Sliced Wasserstein distance (x 1000, as Karras et al. report it) at each pyramid level, finest first."""
+        if decoded.shape != self.shape:
+            raise ValueError(f"reconstruction is {decoded.shape}, the original {self.shape}")
+        distances = []
+        for level, band in enumerate(laplacian_pyramid(decoded, self.levels)):
+            rows, cols, size = self._positions[level]
+            projections = self._sorted_projections(_patches(band, rows, cols, size), level)
+            # Wasserstein-1 per direction = mean gap between sorted projections; averaged over all directions
+            distances.append(1000.0 * float(np.mean(np.abs(projections - self._sorted[level]))))
+        return distances
+
+    def to(self, decoded: np.ndarray) -> float:
+        """The mean over pyramid levels: 0 for identical images, larger the less alike the textures."""
+        return float(np.mean(self.levels_to(decoded)))
+
+
+def swd_levels(original: np.ndarray, decoded: np.ndarray, settings: SwdSettings = SwdSettings()) -> list[float]:
+    """Sliced Wasserstein distance (x 1000) per pyramid level, finest first.
+
+    Descriptors at each level are normalised with the original's per-channel mean and standard deviation (Karras et
+    al. normalise each set by its own): one scale for both, so lost contrast and blur count against the
+    reconstruction instead of being normalised away.
+    """
+    return SwdReference(original, settings).levels_to(decoded)
+
+
+def swd(original: np.ndarray, decoded: np.ndarray, settings: SwdSettings = SwdSettings()) -> float:
+    """The mean over pyramid levels of swd_levels: 0 for identical images, larger the less alike the textures."""
+    return SwdReference(original, settings).to(decoded)
+
+
+# --- Radially averaged power spectrum ------------------------------------------------------------------------------
+
+SPECTRUM_BINS = 48
+HIGH_FREQUENCY = 0.25
+"""Cycles per pixel above which spectrum_bias_db averages: the upper half of the band, where blur shows first."""
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def radial_power_spectrum(image: np.ndarray, bins: int = SPECTRUM_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """(bin centres in cycles per pixel, mean power per bin) of the Hann-windowed luma, DC left out, up to 0.5."""
+    y = luma(image)
+    height, width = y.shape
+    window = np.outer(np.hanning(height), np.hanning(width))
+    power = np.abs(np.fft.rfft2((y - y.mean()) * window)) ** 2
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    radius = np.sqrt(fy**2 + fx**2)
+    edges = np.linspace(0.0, 0.5, bins + 1)
+    index = np.digitize(radius, edges[1:-1])
+    keep = (radius > 0) & (radius <= 0.5)
+    total = np.bincount(index[keep], weights=power[keep], minlength=bins)
+    count = np.bincount(index[keep], minlength=bins)
+    return (edges[1:] + edges[:-1]) / 2, total / np.maximum(count, 1)
+
+
+def _difference_db(reference: np.ndarray, power: np.ndarray) -> np.ndarray:
+    floor = 1e-12 * max(float(reference.max()), 1.0)
+    return 10 * np.log10((power + floor) / (reference + floor))
+
+
+def spectrum_difference_db(original: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies, 10 log10 of the reconstruction's radial power over the original's) per bin."""
+    frequencies, reference = radial_power_spectrum(original)
+    return frequencies, _difference_db(reference, radial_power_spectrum(decoded)[1])
+
+
+def spectrum_error_db(original: np.ndarray, decoded: np.ndarray) -> float:
+    """Mean absolute log-spectrum difference over frequency bins, in dB: 0 for the same spectrum; blur (missing
+    high frequencies) and added noise or blocking (extra high frequencies) both raise it."""
+    return float(np.mean(np.abs(spectrum_difference_db(original, decoded)[1])))
+
+
+def spectrum_bias_db(original: np.ndarray, decoded: np.ndarray) -> float:
+    """Signed mean log-spectrum difference above HIGH_FREQUENCY, in dB: negative = high frequencies lost (blur)."""
+    frequencies, difference = spectrum_difference_db(original, decoded)
+    return float(np.mean(difference[frequencies > HIGH_FREQUENCY]))
+
+
+# --- All of them ---------------------------------------------------------------------------------------------------
+
+WEIGHT_FREE = ("psnr", "ms_ssim", "swd", "spectrum_error_db", "spectrum_bias_db")
+HIGHER_IS_BETTER = {
+    "psnr": True,
+    "ms_ssim": True,
+    "swd": False,
+    "spectrum_error_db": False,
+    "spectrum_bias_db": True,
+    "lpips": False,
+}
+
+
+class Reference:
+    """One original, with what every comparison needs from it computed once (pyramid patches, spectrum)."""
+
+    def __init__(self, original: np.ndarray, swd_settings: SwdSettings = SwdSettings()) -> None:
+        self.original = original
+        self.swd = SwdReference(original, swd_settings)
+        self.frequencies, self.spectrum = radial_power_spectrum(original)
+
+    def measure(self, decoded: np.ndarray) -> dict[str, float | None]:
+        """Every weight-free measure of one reconstruction (bench.learned adds LPIPS where it can run)."""
+        if decoded.shape != self.original.shape:
+            raise ValueError(f"reconstruction is {decoded.shape}, the original {self.original.shape}")
+        difference = _difference_db(self.spectrum, radial_power_spectrum(decoded)[1])
+        return {
+            "psnr": psnr(self.original, decoded),
+            "ms_ssim": msssim(self.original, decoded),
+            "swd": self.swd.to(decoded),
+            "spectrum_error_db": float(np.mean(np.abs(difference))),
+            "spectrum_bias_db": float(np.mean(difference[self.frequencies > HIGH_FREQUENCY])),
+        }
+
+
+def measure(original: np.ndarray, decoded: np.ndarray) -> dict[str, float | None]:
+    """Reference(original).measure(decoded), for a single comparison."""
+    return Reference(original).measure(decoded)

@@ -1,0 +1,87 @@
+"""The gancodec command line with an SC model: --labels, --synthesize and --mask, info's label bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.cli import main
+from service.codec import decode_image, encode_png
+from service.codec import registry as registry_module
+
+
+@pytest.fixture
+def workdir(tmp_path, sc_model_dir, make_image, monkeypatch) -> Path:
+    """An image, its label map and a mask, with only the SC test model installed."""
+    monkeypatch.setattr(registry_module, "ZOO", tmp_path / "no-zoo")
+    monkeypatch.setenv("GANCODEC_MODEL_DIRS", str(sc_model_dir))
+    monkeypatch.delenv("GANCODEC_MODEL", raising=False)
+    (tmp_path / "a.png").write_bytes(encode_png(make_image(90, 120)))
+    labels = np.full((90, 120), 0, dtype=np.uint8)  # sky
+    labels[45:] = 3  # road
+    labels[30:60, 40:80] = 8  # car
+    (tmp_path / "labels.png").write_bytes(encode_png(np.repeat(labels[:, :, None], 3, axis=2))[:0] or _grey(labels))
+    keep = np.zeros((90, 120), dtype=np.uint8)
+    keep[:, :60] = 255
+    (tmp_path / "keep.png").write_bytes(_grey(keep))
+    return tmp_path
+
+
+def _grey(array: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array, "L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _info(path: Path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_selective_round_trip(workdir, capsys):
+    image, labels = str(workdir / "a.png"), str(workdir / "labels.png")
+    assert main(["compress", image, "--labels", labels, "--synthesize", "road,sky", "-o", str(workdir / "sc.gcx")]) == 0
+    assert "(sc)" in capsys.readouterr().out
+    assert main(["compress", image, "--labels", labels, "-o", str(workdir / "labels.gcx")]) == 0
+    assert main(["compress", image, "--mask", str(workdir / "keep.png"), "-o", str(workdir / "mask.gcx")]) == 0
+    selective, labelled, masked = (_info(workdir / f"{name}.gcx", capsys) for name in ("sc", "labels", "mask"))
+    assert selective["mode"] == labelled["mode"] == masked["mode"] == "sc"
+    assert selective["label_bytes"] == labelled["label_bytes"] > 0 and masked["label_bytes"] == 0
+    assert selective["bytes"] < labelled["bytes"]
+    assert main(["decompress", str(workdir / "sc.gcx"), "-o", str(workdir / "sc.png")]) == 0
+    assert decode_image((workdir / "sc.png").read_bytes()).pixels.shape == (90, 120, 3)
+
+
+def test_models_lists_the_classes(workdir, capsys):
+    assert main(["models"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert entry["modes"] == ["gc", "sc"] and entry["classes"][:4] == ["sky", "building", "pole", "road"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--labels", "{dir}/labels.png", "--synthesize", "road,lake"], "unknown class 'lake'"),
+        (["--synthesize", "road"], "give the label map too"),
+        (["--mask", "{dir}/a.png"], "the mask is 120x90"[:0] or "supports"),
+    ],
+)
+def test_selective_errors_are_one_line(workdir, capsys, extra, message):
+    argv = ["compress", str(workdir / "a.png"), *(arg.format(dir=workdir) for arg in extra)]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("gancodec: error: "), err
+    assert message in err[0]
+
+
+def test_maps_need_a_single_image(workdir, capsys):
+    assert main(["compress", str(workdir / "a.png"), str(workdir / "a.png"), "--mask", str(workdir / "keep.png")]) == 1
+    assert "give a single IMAGE" in capsys.readouterr().err

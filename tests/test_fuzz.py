@@ -1,0 +1,111 @@
+"""Fuzzing in CI: mutated, truncated and spliced real bitstreams get only the defined errors, quickly.
+
+The same strategies and oracle as bench/fuzz.py (whose long run, 120,000 inputs, is in docs/robustness.md),
+with a few thousand examples. A watchdog ends the whole run with a stack trace if one input hangs.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import sys
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from bench.fuzz import fix_crc, judge, judge_payload, mutated_bitstreams, resized, seed_bitstreams
+from service.codec import CorruptBitstream, ImageTooLarge, Model, Registry, decompress, load_manifest, unpack
+from service.codec.entropy import EntropyCoder
+
+HANG_SECONDS = 60
+"""An input still running after this long is a hang: the watchdog prints every stack and ends the process."""
+FUZZ = settings(
+    max_examples=2000,
+    deadline=timedelta(seconds=5),
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+SEEDS: list[bytes] = []
+REGISTRY: list[Registry] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _corpus(model_dir, noisy_model_dir):
+    """Seed files from the tiny models (module-level, since hypothesis strategies are built at import)."""
+    models = [Model(load_manifest(model_dir)), Model(load_manifest(noisy_model_dir))]
+    SEEDS[:] = seed_bitstreams(models)
+    REGISTRY[:] = [Registry(models)]
+    yield
+    SEEDS.clear()
+    REGISTRY.clear()
+
+
+def _watched(run):
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    try:
+        return run()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@FUZZ
+@given(bitstream=st.deferred(lambda: mutated_bitstreams(SEEDS)))
+def test_mutated_bitstreams_get_only_defined_answers(bitstream):
+    assert _watched(lambda: judge(bitstream, REGISTRY[0])) in {
+        "decoded",
+        "CorruptBitstream",
+        "ImageTooLarge",
+        "UnknownModel",
+        "ModelMismatch",
+    }
+
+
+@settings(FUZZ, max_examples=1000)
+@given(payload=st.binary(max_size=512), height=st.integers(1, 64), width=st.integers(1, 64), skewed=st.booleans())
+def test_random_payloads_decode_or_raise_corrupt_bitstream(payload, height, width, skewed):
+    tables = [[60000, 2000, 1000, 1536, 1000], [1, 1, 65532, 1, 1]] if skewed else [[13108] + [13107] * 4] * 8
+    coder = EntropyCoder(tables, 16)
+    assert _watched(lambda: judge_payload(coder, payload, height, width)) in {"decoded", "CorruptBitstream"}
+
+
+def test_every_truncation_and_byte_flip_of_real_files():
+    """Exhaustive on two seeds, with and without a recomputed checksum: the cheap systematic part."""
+    for seed in SEEDS[3:5]:
+        for length in range(len(seed)):
+            for data in (seed[:length], fix_crc(seed[:length])):
+                assert judge(data, REGISTRY[0]) != "decoded" or length == len(seed)
+        for index in range(len(seed) - 4):
+            flipped = bytearray(seed)
+            flipped[index] ^= 0xFF
+            judge(bytes(flipped), REGISTRY[0])
+            judge(fix_crc(bytes(flipped)), REGISTRY[0])
+
+
+def test_forged_size_with_a_tiny_payload_is_refused_before_decoding():
+    """A ~40-byte file claiming 4096x4096 must not make the decoder produce (and a server generate) 16 Mpixels."""
+    seed = SEEDS[0]
+    forged = resized(seed, 4096, 4096)
+    assert len(forged) < 64
+    with pytest.raises(CorruptBitstream, match="truncated payload"):
+        decompress(forged, REGISTRY[0])
+    with pytest.raises(ImageTooLarge):
+        decompress(resized(seed, 5000, 5000), REGISTRY[0])
+    # The parser alone (what `gancodec info` runs) reads it without allocating anything it claims.
+    assert unpack(forged, sys.maxsize).header.width == 4096
+
+
+def test_payloads_from_the_encoder_always_meet_the_length_bound():
+    """The bound that refuses forged files must never refuse a real one: check the cheapest possible streams."""
+    tables = [[13108] + [13107] * 4, [60000, 2000, 1000, 1536, 1000], [1, 1, 65532, 1, 1], [1, 65535]]
+    for table in tables:
+        coder = EntropyCoder([table, table], 16)
+        cheapest = int(np.argmax(table))
+        for side in (1, 2, 3, 7, 16, 45, 100, 256):
+            symbols = np.full((2, side, side), cheapest, dtype=np.uint8)
+            payload = coder.encode(symbols)
+            assert len(payload) >= coder.minimum_payload_bytes(side * side)
+            np.testing.assert_array_equal(coder.decode(payload, side, side), symbols)
