@@ -106,13 +106,55 @@ def bpp_to_reach(sweep: list[Point], key: str, target: float) -> float | None:
     return None
 
 
-def compare(points: list[Point], multiples: tuple[float, ...] = (1.0, 2.0)) -> dict[str, dict[str, dict[str, Any]]]:
-    """model -> codec -> the issue's comparisons over this set's images.
+def _tallies(pairs: list[tuple[Point, list[Point]]], multiple: float) -> dict[str, dict[str, int]]:
+    """measure -> on how many images ours is better (`wins`) than the codec at `multiple` times our bytes, out of
+    how many could be compared (`images`)."""
+    tallies: dict[str, dict[str, int]] = {}
+    for key in ("psnr", "ms_ssim", *REALISM):
+        wins = images = 0
+        for ours, sweep in pairs:
+            theirs = value_at_bpp(sweep, key, multiple * ours["bpp"])[0] if ours.get(key) is not None else None
+            if theirs is not None:
+                images += 1
+                wins += ours[key] > theirs if HIGHER_IS_BETTER[key] else ours[key] < theirs
+        if images:
+            tallies[key] = {"wins": wins, "images": images}
+    return tallies
 
-    - `cannot_reach_our_bpp`: images where the codec's lowest setting spends more bits than we do;
-    - `bpp_for_our_ms_ssim`: mean over images of the bits the codec needs to reach our MS-SSIM (images where no
-      setting reaches it are counted in `never_reaches_our_ms_ssim` and left out), and `ratio` = that / our mean bpp
-      over the same images;
+
+def _compare_codec(pairs: list[tuple[Point, list[Point]]], multiples: tuple[float, ...]) -> dict[str, Any]:
+    """One comparison entry from (our point, the codec's sweep sorted by bpp) on each image."""
+    never, needed, ours_bpp = 0, [], []
+    for ours, sweep in pairs:
+        if ours.get("ms_ssim") is None:
+            continue
+        bpp = bpp_to_reach(sweep, "ms_ssim", ours["ms_ssim"])
+        if bpp is None:
+            never += 1
+        else:
+            needed.append(bpp)
+            ours_bpp.append(ours["bpp"])
+    entry: dict[str, Any] = {
+        "images": len(pairs),
+        "cannot_reach": {f"{m:g}x": sum(sweep[0]["bpp"] > m * ours["bpp"] for ours, sweep in pairs) for m in multiples},
+        "never_reaches_our_ms_ssim": never,
+        "bpp_for_our_ms_ssim": _mean(needed),
+        "our_bpp": _mean(ours_bpp),
+    }
+    entry["ratio"] = entry["bpp_for_our_ms_ssim"] / entry["our_bpp"] if needed else None
+    for multiple in multiples:
+        entry[f"at_{multiple:g}x"] = _tallies(pairs, multiple)
+    return entry
+
+
+def compare(points: list[Point], multiples: tuple[float, ...] = (1.0, 2.0)) -> dict[str, dict[str, dict[str, Any]]]:
+    """model -> codec -> the issue's comparisons over this set's images (those with both our point and a sweep).
+
+    - `cannot_reach`: {"1x": n, "2x": n}, images where the codec's lowest setting spends more than 1x (2x) our bits;
+      there it is compared at that lowest setting, with more bits than the comparison allows it;
+    - `bpp_for_our_ms_ssim`: mean over images of the fewest bits the codec needs to reach our MS-SSIM (images where
+      no setting reaches it are counted in `never_reaches_our_ms_ssim` and left out), and `ratio` = that / our mean
+      bpp over the same images;
     - `at_Nx`: at N times our bytes, for PSNR, MS-SSIM and each realism measure, on how many images ours is better
       (`wins`) out of how many could be compared (`images`); the codec's value is interpolated along its sweep.
     """
@@ -123,42 +165,10 @@ def compare(points: list[Point], multiples: tuple[float, ...] = (1.0, 2.0)) -> d
     for model in models:
         results[model] = {}
         for codec in codecs:
-            cannot_reach, never, needed, ours_bpp, images = 0, 0, [], [], 0
-            wins: dict[str, dict[str, list[int]]] = {f"at_{m:g}x": defaultdict(lambda: [0, 0]) for m in multiples}
+            pairs = []
             for per_codec in table.values():
                 ours = next((p for p in per_codec.get(OURS, []) if p["setting"] == model), None)
-                sweep = per_codec.get(codec, [])
-                if ours is None or not sweep:
-                    continue
-                images += 1
-                cannot_reach += sweep[0]["bpp"] > ours["bpp"]
-                if ours.get("ms_ssim") is not None:
-                    bpp = bpp_to_reach(sweep, "ms_ssim", ours["ms_ssim"])
-                    if bpp is None:
-                        never += 1
-                    else:
-                        needed.append(bpp)
-                        ours_bpp.append(ours["bpp"])
-                for multiple in multiples:
-                    tally = wins[f"at_{multiple:g}x"]
-                    for key in ("psnr", "ms_ssim", *REALISM):
-                        if ours.get(key) is None:
-                            continue
-                        theirs, _ = value_at_bpp(sweep, key, multiple * ours["bpp"])
-                        if theirs is None:
-                            continue
-                        better = ours[key] > theirs if HIGHER_IS_BETTER[key] else ours[key] < theirs
-                        tally[key][0] += int(better)
-                        tally[key][1] += 1
-            entry: dict[str, Any] = {
-                "images": images,
-                "cannot_reach_our_bpp": cannot_reach,
-                "never_reaches_our_ms_ssim": never,
-                "bpp_for_our_ms_ssim": _mean(needed),
-                "our_bpp": _mean(ours_bpp),
-            }
-            entry["ratio"] = entry["bpp_for_our_ms_ssim"] / entry["our_bpp"] if needed else None
-            for name, tally in wins.items():
-                entry[name] = {key: {"wins": w, "images": n} for key, (w, n) in tally.items()}
-            results[model][codec] = entry
+                if ours is not None and per_codec.get(codec):
+                    pairs.append((ours, per_codec[codec]))
+            results[model][codec] = _compare_codec(pairs, multiples)
     return results

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     registry = Registry.discover(args.model_dir, options=RuntimeOptions(intra_op_threads=args.threads))
-    model_ids = args.model or sorted({model.id for model in registry})
+    model_ids = args.model or sorted({m.id for m in registry}, key=lambda i: (registry.get(i).channels, i))
     if not model_ids:
         log("no models installed (service/zoo or --model-dir): evaluating the classical codecs only")
     default = default_model(registry, model_ids)

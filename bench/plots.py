@@ -28,15 +28,23 @@ STYLE = {
     "jpeg2000": ("tab:brown", "P"),
     "jpegxl": ("tab:pink", "X"),
 }
+LOG_SCALE = {"swd", "spectrum_error_db"}
+"""Measures that span orders of magnitude over a sweep: on a linear axis every classical codec's high rates would
+collapse onto zero."""
 Curves = dict[str, list[dict[str, Any]]]
 
 
 def _ours(axis: plt.Axes, entries: list[dict[str, Any]], key: str, default: str | None) -> None:
-    """Our rate points joined in order of rate, each labelled with its model id; the default one starred."""
+    """Our rate points joined in order of rate, each labelled with its model id (less the prefix they share, so
+    the labels stay short: c2, c4, ...); the default one starred."""
     axis.plot([e["bpp"] for e in entries], [e[key] for e in entries], "k-o", lw=2.2, ms=5, label=label(OURS), zorder=5)
-    for entry in entries:
+    ids = [str(e["setting"]).split("-") for e in entries]
+    shared = 0
+    while len(ids) > 1 and all(len(i) > shared + 1 and i[shared] == ids[0][shared] for i in ids):
+        shared += 1
+    for entry, parts in zip(entries, ids, strict=True):
         axis.annotate(
-            str(entry["setting"]), (entry["bpp"], entry[key]), fontsize=6, xytext=(4, 4), textcoords="offset points"
+            "-".join(parts[shared:]), (entry["bpp"], entry[key]), fontsize=7, xytext=(3, 5), textcoords="offset points"
         )
         if entry["setting"] == default:
             axis.plot(entry["bpp"], entry[key], "k*", ms=14, zorder=6, label=f"default ({default})")
@@ -45,7 +53,7 @@ def _ours(axis: plt.Axes, entries: list[dict[str, Any]], key: str, default: str 
 def rate_plot(curves: Curves, keys: list[str], title: str, path: Path, default: str | None = None) -> Path:
     """One panel per measure in `keys` that any codec has, bpp on a log axis; every codec, every setting."""
     keys = [k for k in keys if any(k in e for entries in curves.values() for e in entries)]
-    figure, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.7), squeeze=False)
+    figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys) + 1.6, 3.6), squeeze=False)
     for axis, key in zip(axes[0], keys, strict=True):
         for codec, entries in curves.items():
             shown = [e for e in entries if key in e]
@@ -58,10 +66,12 @@ def rate_plot(curves: Curves, keys: list[str], title: str, path: Path, default: 
                 rates, values = [e["bpp"] for e in shown], [e[key] for e in shown]
                 axis.plot(rates, values, marker=marker, color=colour, lw=1.2, ms=3.5, label=label(codec))
         axis.set_xscale("log")
+        if key in LOG_SCALE:
+            axis.set_yscale("log")
         axis.set_xlabel("bits per pixel (from file bytes)")
         axis.set_ylabel(LABELS.get(key, key), fontsize=8)
         axis.grid(True, which="both", alpha=0.25)
-    axes[0][0].legend(fontsize=7, loc="best")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from service.codec import Registry, compress, decompress
 
 Crop = tuple[int, int, int, int]
 """left, top, width, height."""
-DEFAULT_CROP = "256x192"
+DEFAULT_CROP = "192x144"
 """Fourteen panels of this size keep the sheet's PNG to a few hundred KB (it is lossless: the crops are evidence)."""
 
 

@@ -59,6 +59,13 @@ def sc_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def nested_sc_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sc-nested: sc-tiny with four latent channels and nested rate points coding 2 (the default) or 4."""
+    out_dir = tmp_path_factory.mktemp("nested-sc-zoo") / "sc-nested"
+    return _export(out_dir, "sc-nested", 6, "sc-tiny", latent_channels=4, rate_channels=(2, 4), default_channels=2)
+
+
+@pytest.fixture(scope="session")
 def sc_model(sc_model_dir: Path) -> Model:
     return Model(load_manifest(sc_model_dir))
 

@@ -83,12 +83,12 @@ async def test_decoded_false_leaves_out_the_pngs(model_dir, make_image):
 
 
 async def test_an_image_larger_than_a_codec_allows_is_refused_before_encoding(model_dir):
-    wide = encode(np.zeros((1, 16384, 3), np.uint8))  # WebP stops at 16383 pixels a side
+    wide = ("a.png", encode(np.zeros((1, 16384, 3), np.uint8)), "image/png")  # WebP stops at 16383 pixels a side
     async with running(settings(model_dir)) as (_, client):
-        refused = await client.post("/compare", files={"image": ("a.png", wide, "image/png")}, data={"target_bytes": 99})
+        refused = await client.post("/compare", files={"image": wide}, data={"target_bytes": 99})
         others = await client.post(
             "/compare",
-            files={"image": ("a.png", wide, "image/png")},
+            files={"image": wide},
             data={"target_bytes": 99, "codecs": ["avif", "jpeg"]},
         )
     assert "webp 16383" in assert_problem(refused, "image-too-large")["detail"]

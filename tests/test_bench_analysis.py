@@ -42,7 +42,7 @@ def test_compare_counts_per_image() -> None:
     other = [{**p, "image": "b"} for p in SWEEP]
     result = analysis.compare(ours + SWEEP + other)["gc-c8"]["webp"]
     assert result["images"] == 2
-    assert result["cannot_reach_our_bpp"] == 2
+    assert result["cannot_reach"] == {"1x": 2, "2x": 0}
     assert result["bpp_for_our_ms_ssim"] == pytest.approx((0.1 * 0.2) ** 0.5)
     assert result["ratio"] == pytest.approx((0.1 * 0.2) ** 0.5 / 0.05)
     # at 2x our bytes (0.1 bpp) webp's SWD is 300: image a (120) wins, image b (400) loses

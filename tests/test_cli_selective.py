@@ -23,10 +23,11 @@ def workdir(tmp_path, sc_model_dir, make_image, monkeypatch) -> Path:
     labels = np.full((90, 120), 0, dtype=np.uint8)  # sky
     labels[45:] = 3  # road
     labels[30:60, 40:80] = 8  # car
-    (tmp_path / "labels.png").write_bytes(encode_png(np.repeat(labels[:, :, None], 3, axis=2))[:0] or _grey(labels))
+    (tmp_path / "labels.png").write_bytes(_grey(labels))
     keep = np.zeros((90, 120), dtype=np.uint8)
     keep[:, :60] = 255
     (tmp_path / "keep.png").write_bytes(_grey(keep))
+    (tmp_path / "small.png").write_bytes(_grey(keep[:45, :60]))
     return tmp_path
 
 
@@ -71,7 +72,8 @@ def test_models_lists_the_classes(workdir, capsys):
     [
         (["--labels", "{dir}/labels.png", "--synthesize", "road,lake"], "unknown class 'lake'"),
         (["--synthesize", "road"], "give the label map too"),
-        (["--mask", "{dir}/a.png"], "the mask is 120x90"[:0] or "supports"),
+        (["--mask", "{dir}/small.png"], "the mask is 60x45, the image 120x90"),
+        (["--labels", "{dir}/a.png"], "single-channel PNG of class ids"),
     ],
 )
 def test_selective_errors_are_one_line(workdir, capsys, extra, message):
@@ -85,3 +87,12 @@ def test_selective_errors_are_one_line(workdir, capsys, extra, message):
 def test_maps_need_a_single_image(workdir, capsys):
     assert main(["compress", str(workdir / "a.png"), str(workdir / "a.png"), "--mask", str(workdir / "keep.png")]) == 1
     assert "give a single IMAGE" in capsys.readouterr().err
+
+
+def test_gc_models_refuse_maps(tmp_path, model_dir, make_image, monkeypatch, capsys):
+    monkeypatch.setattr(registry_module, "ZOO", tmp_path / "no-zoo")
+    monkeypatch.setenv("GANCODEC_MODEL_DIRS", str(model_dir))
+    (tmp_path / "a.png").write_bytes(encode_png(make_image(32, 32)))
+    (tmp_path / "keep.png").write_bytes(_grey(np.full((32, 32), 255, dtype=np.uint8)))
+    assert main(["compress", str(tmp_path / "a.png"), "--mask", str(tmp_path / "keep.png")]) == 1
+    assert "supports only gc" in capsys.readouterr().err

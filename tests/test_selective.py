@@ -163,3 +163,21 @@ def test_corrupt_label_map_section_is_rejected(sc_model, make_image):
         decompress(longer, Registry([sc_model]))
     with pytest.raises(CorruptBitstream, match="32-bit words"):
         decompress(pack(bitstream.header, bitstream.payload, bitstream.labels[:-1]), Registry([sc_model]))
+
+
+def test_selective_files_at_each_nested_rate_point(nested_sc_model_dir, make_image):
+    """SC codes the first k channels of the kept cells at rate point k; the decoder reads the rest as zero."""
+    registry = Registry.discover([nested_sc_model_dir], include_zoo=False)
+    assert sorted(model.id for model in registry) == ["sc-nested-c2", "sc-nested-c4"]
+    pixels, labels = make_image(360, 480), _labels(360, 480)
+    files = {}
+    for model in registry:
+        assert model.channels < model.manifest.latent_channels or model.id.endswith("c4")
+        files[model.channels] = compress(pixels, model, labels=labels, synthesize=["sky"])
+        white = compress(pixels, model, mask=np.ones((360, 480), dtype=bool))
+        assert abs(len(white) - len(compress(pixels, model))) <= 0.03 * len(white)
+        decoded = decompress(files[model.channels], registry)
+        assert decoded.shape == (360, 480, 3)
+    assert len(files[2]) < len(files[4])
+    assert unpack(files[2], 480 * 360).header.model_id == "sc-nested-c2"
+    assert unpack(files[2], 480 * 360).header.fingerprint != unpack(files[4], 480 * 360).header.fingerprint

@@ -158,9 +158,7 @@ def test_sc_training_with_nested_rate_points(tmp_path: Path) -> None:
 def _gc_trainer_state(tmp_path: Path) -> dict:
     """A GC tiny run of one step, as a checkpoint on disk would hold it."""
     gc = CONFIGS["tiny"]
-    sampler = CropSampler.load(
-        {"camvid": [image for image, _ in CAMVID]}, gc.train.crop, 0
-    )
+    sampler = CropSampler.load({"camvid": [image for image, _ in CAMVID]}, gc.train.crop, 0)
     trainer = Trainer(gc, tmp_path / "gc", sampler, validation_samples(per_source=1))
     trainer.run(total_steps=1, max_minutes=None)
     return load_checkpoint(trainer.checkpoint_path)
@@ -193,7 +191,7 @@ def test_sc_run_warm_starts_from_a_gc_checkpoint(tmp_path: Path) -> None:
         got = trainer.codec.eval()(image, None, labels).reconstruction
     torch.testing.assert_close(got, expected)
     # The origin travels with the checkpoint, then into the manifest's training record.
-    trainer.train()
+    trainer.codec.train()
     trainer.run(total_steps=1, max_minutes=None)
     state = load_checkpoint(trainer.checkpoint_path)
     assert state["warm_start"] == {"checkpoint": "gc.pt", "config": "tiny", "step": 1}

@@ -14,6 +14,20 @@ from service.codec.entropy import EntropyCoder
 from service.codec.errors import InferenceError, InvalidModel
 from service.codec.manifest import Manifest, RatePoint
 
+DEFAULT_TILE_PIXELS = 1536 * 1536
+"""Largest region a graph runs on at once, halo included (2.4 Mpixel): a 1920x1080 image runs whole, larger ones
+in overlapping tiles, so peak memory stays near that of one such region (about 1 GB for the small model)."""
+
+CUDA_OPTIONS = {
+    # Every new input shape would otherwise start cuDNN's exhaustive benchmark of convolution algorithms
+    # (seconds per shape), and images and tiles come in many shapes: take cuDNN's heuristic choice instead.
+    "cudnn_conv_algo_search": "HEURISTIC",
+    # Grow the GPU memory arena by what is asked, not by powers of two, so its size follows the largest tile.
+    "arena_extend_strategy": "kSameAsRequested",
+    "do_copy_in_default_stream": "1",
+}
+"""onnxruntime's CUDA execution provider options (used when CUDA is among the providers)."""
+
 
 @dataclass(frozen=True)
 class RuntimeOptions:
@@ -23,6 +37,15 @@ class RuntimeOptions:
     inter_op_threads: int = 0
     providers: tuple[str, ...] | None = None
     """None: CUDA first when this onnxruntime build has it, then CPU."""
+    memory_arena: bool = False
+    """onnxruntime's CPU memory arena. Off: buffers go back to the system after each run, so a server's resident
+    memory follows the image in hand instead of keeping the largest it has ever seen (docs/performance.md)."""
+    tile_pixels: int = DEFAULT_TILE_PIXELS
+    """Largest region (width * height, halo included) a graph runs on at once; larger images are tiled."""
+
+    def __post_init__(self) -> None:
+        if self.tile_pixels < 256 * 256:
+            raise ValueError(f"tile_pixels must be at least {256 * 256}, got {self.tile_pixels}")
 
 
 def default_providers() -> list[str]:
@@ -42,6 +65,8 @@ class Model:
         self.options = options or RuntimeOptions()
         self.centres = np.asarray(manifest.centres, dtype=np.float32)
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._halos: dict[str, int] = {}
+        """Shared by the rate points (copied by reference), like the sessions."""
         self._lock = threading.Lock()
         self._select(manifest.default_point)
 
@@ -127,9 +152,74 @@ class Model:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.options.intra_op_threads
         options.inter_op_num_threads = self.options.inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = self.options.memory_arena
+        # Memory patterns pay off only when the same shape comes again; here every image has its own.
+        options.enable_mem_pattern = False
         options.log_severity_level = 3
-        providers = list(self.options.providers or default_providers())
+        providers: list[str | tuple[str, dict[str, str]]] = [
+            (name, CUDA_OPTIONS) if name == "CUDAExecutionProvider" else name
+            for name in (self.options.providers or default_providers())
+        ]
         try:
             return ort.InferenceSession(data, sess_options=options, providers=providers)
         except Exception as error:  # onnxruntime raises its own pybind exception types
             raise InvalidModel(f"model {self.id}: onnxruntime cannot load {path.name}: {error}") from None
+
+    def halo(self, graph: str) -> int:
+        """How many latent cells beyond its own an output cell of `graph` depends on (its receptive field).
+
+        A tile that reaches this far past the cells it keeps computes them exactly as the whole image would, so
+        tiles leave no seams. Measured once per model by perturbing one column (and one row) of a strip and
+        seeing how far the change spreads, plus one cell of margin; the graphs are all the runtime knows.
+        """
+        with self._lock:
+            known = self._halos.get(graph)
+        if known is None:
+            known = max(self._spread(graph, axis) for axis in (2, 3)) + 1
+            with self._lock:
+                self._halos[graph] = known
+        return known
+
+    def _spread(self, graph: str, axis: int) -> int:
+        """Cells along `axis` (2 rows, 3 columns) that one perturbed cell in the middle of a strip reaches."""
+        factor = self.manifest.downsampling
+        reach = 16
+        while True:
+            cells = [3, 3]
+            cells[axis - 2] = 2 * reach + 1
+            rng = np.random.default_rng(0)
+            if graph == "encoder":
+                image = rng.random((1, 3, cells[0] * factor, cells[1] * factor), dtype=np.float32)
+                changed = image.copy()
+                window = [slice(None)] * 4
+                window[axis] = slice(reach * factor, (reach + 1) * factor)
+                changed[tuple(window)] = rng.random(changed[tuple(window)].shape, dtype=np.float32)
+                before, after = self.encode(image), self.encode(changed)
+                scale = 1
+            else:
+                manifest = self.manifest
+                ratio = manifest.downsampling // manifest.label_downsampling if manifest.selective else 1
+                shapes = {"latent": (manifest.latent_channels + manifest.noise_channels, 1)}
+                if manifest.selective:  # the mask and label map reach the same cells: perturb them too
+                    shapes |= {"mask": (1, 1), "labels": (len(manifest.classes), ratio)}
+                feeds, changed_feeds = {}, {}
+                for name, (channels, step) in shapes.items():
+                    feeds[name] = rng.standard_normal((1, channels, cells[0] * step, cells[1] * step), np.float32)
+                    changed_feeds[name] = feeds[name].copy()
+                    window = [slice(None)] * 4
+                    window[axis] = slice(reach * step, (reach + 1) * step)
+                    part = changed_feeds[name][tuple(window)]
+                    changed_feeds[name][tuple(window)] = 2 * rng.standard_normal(part.shape, np.float32)
+                before, after = self.generate(**feeds), self.generate(**changed_feeds)
+                scale = factor
+            differs = np.nonzero(np.any(before != after, axis=tuple(a for a in range(4) if a != axis)))[0] // scale
+            if not differs.size:
+                return 0
+            spread = int(max(reach - differs.min(), differs.max() - reach))
+            if spread < reach - 1:
+                return spread
+            if reach >= 256:
+                raise InvalidModel(f"model {self.id}: the {graph}'s receptive field exceeds {reach} latent cells")
+            reach *= 2

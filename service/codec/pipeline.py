@@ -19,6 +19,7 @@ from service.codec.model import Model
 from service.codec.registry import Registry
 from service.codec.selection import select
 from service.codec.selective import decode_kept, decode_labels, encode_kept, encode_labels
+from service.codec.tiling import Tile, plan
 
 MIN_LATENT_SIDE = 2
 """The graphs reflection-pad the latent by one, which needs two rows and columns: smaller images pad further."""
@@ -72,9 +73,8 @@ def compress(
     )
     if selection is None and Mode.GC.name.lower() not in manifest.modes:
         raise UnknownModel(f"model {model.id} does not support global (gc) compression")
-    padded = np.pad(pixels, ((0, rows * factor - height), (0, columns * factor - width), (0, 0)), mode="reflect")
-    latent = model.encode(padded.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0))
-    symbols = quantise(latent[0, : model.channels], model.centres)
+    latent = encode_tiled(pixels, model, rows, columns)
+    symbols = quantise(latent[: model.channels], model.centres)
     if selection is None:
         seed = zlib.crc32(symbols.tobytes()) if manifest.noise_channels else None
         return pack(Header(model.id, model.fingerprint, width, height, Mode.GC, seed), model.entropy.encode(symbols))
@@ -82,6 +82,39 @@ def compress(
     label_section = None if selection.labels is None else encode_labels(selection.labels, len(manifest.classes))
     header = Header(model.id, model.fingerprint, width, height, Mode.SC, seed)
     return pack(header, encode_kept(model.entropy, symbols, selection.keep), label_section)
+
+
+def encode_tiled(pixels: np.ndarray, model: Model, rows: int, columns: int) -> np.ndarray:
+    """The unquantised latent (C, rows, columns) of the image reflect-padded to rows x columns cells.
+
+    Small images run whole; larger ones in overlapping tiles (tiling.py), each cut from the image through
+    reflected indices, so neither the padded image nor the whole image in float is ever held at once.
+    """
+    factor = model.manifest.downsampling
+    height, width = pixels.shape[:2]
+    # The same rows and columns np.pad(mode="reflect") would give, as indices into the image.
+    row_index = np.pad(np.arange(height), (0, rows * factor - height), mode="reflect")
+    column_index = np.pad(np.arange(width), (0, columns * factor - width), mode="reflect")
+    tiles = plan_tiles(model, "encoder", rows, columns)
+    latent = np.empty((model.manifest.latent_channels, rows, columns), np.float32)
+    for tile in tiles:
+        window_rows, window_columns = tile.window
+        part = pixels[np.ix_(row_index[_scaled(window_rows, factor)], column_index[_scaled(window_columns, factor)])]
+        encoded = model.encode(part.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0))
+        latent[:, tile.row0 : tile.row1, tile.column0 : tile.column1] = encoded[(0, slice(None), *tile.kept)]
+    return latent
+
+
+def plan_tiles(model: Model, graph: str, rows: int, columns: int) -> list[Tile]:
+    """How `graph` covers a rows x columns latent: one tile when it fits the model's tile size, else several."""
+    max_cells = model.options.tile_pixels // model.manifest.downsampling**2
+    if rows * columns <= max_cells:
+        return plan(rows, columns, 0, max_cells)
+    return plan(rows, columns, model.halo(graph), max_cells)
+
+
+def _scaled(cells: slice, factor: int) -> slice:
+    return slice(cells.start * factor, cells.stop * factor)
 
 
 def quantise(latent: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -122,13 +155,44 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
             (1, manifest.noise_channels, rows, columns), dtype=np.float32
         )
         latent = np.ascontiguousarray(np.concatenate([latent, noise], axis=1))
-    if keep is None:
-        image = model.generate(np.ascontiguousarray(latent))
-    else:
-        image = model.generate(latent, keep[None, None].astype(np.float32), _one_hot(bitstream, model, rows, columns))
-    image = image[0, :, : header.height, : header.width]
-    pixels = np.rint(np.clip(image, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
-    return np.ascontiguousarray(pixels.transpose(1, 2, 0))
+    mask = None if keep is None else keep[None, None].astype(np.float32)
+    labels = None if keep is None else _one_hot(bitstream, model, rows, columns)
+    return generate_tiled(model, latent, header.height, header.width, mask, labels)
+
+
+def generate_tiled(
+    model: Model,
+    latent: np.ndarray,
+    height: int,
+    width: int,
+    mask: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Run the generator over the latent (1, channels, rows, columns), whole or in overlapping tiles, and return
+    the top-left height x width pixels as RGB uint8 (height, width, 3)."""
+    factor = model.manifest.downsampling
+    ratio = factor // model.manifest.label_downsampling if labels is not None else 1
+    rows, columns = latent.shape[2:]
+    pixels = np.empty((height, width, 3), np.uint8)
+    for tile in plan_tiles(model, "generator", rows, columns):
+        window_rows, window_columns = tile.window
+        part = np.ascontiguousarray(latent[:, :, window_rows, window_columns])
+        part_mask = None if mask is None else np.ascontiguousarray(mask[:, :, window_rows, window_columns])
+        part_labels = None
+        if labels is not None:
+            label_window = (_scaled(window_rows, ratio), _scaled(window_columns, ratio))
+            part_labels = np.ascontiguousarray(labels[(slice(None), slice(None), *label_window)])
+        kept_rows, kept_columns = tile.kept
+        top, left = tile.row0 * factor, tile.column0 * factor
+        bottom, right = min(height, tile.row1 * factor), min(width, tile.column1 * factor)
+        if bottom <= top or right <= left:
+            continue  # cells wholly in the padding (images under two cells a side)
+        kept_top, kept_left = kept_rows.start * factor, kept_columns.start * factor
+        image = model.generate(part, part_mask, part_labels)[0]
+        image = image[:, kept_top : kept_top + bottom - top, kept_left : kept_left + right - left]
+        rounded = np.rint(np.clip(image, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+        pixels[top:bottom, left:right] = rounded.transpose(1, 2, 0)
+    return pixels
 
 
 def _one_hot(bitstream: Bitstream, model: Model, rows: int, columns: int) -> np.ndarray | None:

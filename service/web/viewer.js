@@ -70,12 +70,14 @@ export class Viewport {
     this.view = view;
     this.options = options;
     view.viewports.add(this);
-    new ResizeObserver(() => this.apply()).observe(element);
+    this.observer = new ResizeObserver(() => this.apply());
+    this.observer.observe(element);
     this.listen();
   }
 
   remove() {
     this.view.viewports.delete(this);
+    this.observer.disconnect();
   }
 
   fitScale() {

@@ -1,0 +1,82 @@
+"""Overlapping tiles over the latent grid, so that the graphs never run on more than a bounded region at once.
+
+Only the networks are tiled, never the bitstream: the encoder runs on overlapping image tiles whose latents are
+stitched into the one latent the file codes, and the generator runs on overlapping latent tiles whose pixels are
+stitched into the image. Each tile reaches `halo` cells past the cells it keeps (the graph's receptive field,
+`Model.halo`), and keeps only its own cells, so a tiled run computes what a whole run would: no seams, and a file
+decodes to the same pixels however it was encoded (up to the last bit of floating point, see
+docs/performance.md). Where a tile meets the image's edge it ends there, and the graphs' reflection padding
+sees the same edge as in a whole run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Cells [row0, row1) x [column0, column1) are kept; the graph runs on the window around them."""
+
+    row0: int
+    row1: int
+    column0: int
+    column1: int
+    window_row0: int
+    window_row1: int
+    window_column0: int
+    window_column1: int
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        return slice(self.window_row0, self.window_row1), slice(self.window_column0, self.window_column1)
+
+    @property
+    def kept(self) -> tuple[slice, slice]:
+        """The kept cells within the window's own coordinates."""
+        return (
+            slice(self.row0 - self.window_row0, self.row1 - self.window_row0),
+            slice(self.column0 - self.window_column0, self.column1 - self.window_column0),
+        )
+
+
+def plan(rows: int, columns: int, halo: int, max_cells: int) -> list[Tile]:
+    """Tiles covering a rows x columns grid: the fewest cells computed in all with every window (kept cells plus
+    halo) at most `max_cells` cells; one tile, the whole grid without halo, when it fits. Where no split fits (a
+    halo too wide for `max_cells`), tiles keep `halo` cells a side, the smallest that still make progress."""
+    if rows * columns <= max_cells:
+        return [Tile(0, rows, 0, columns, 0, rows, 0, columns)]
+    best: tuple[int, int, int] | None = None
+    thinnest = max(halo, 1)
+    for across_rows in range(1, math.ceil(rows / thinnest) + 1):
+        window_rows = _largest_window(rows, across_rows, halo)
+        for across_columns in range(1, math.ceil(columns / thinnest) + 1):
+            if window_rows * _largest_window(columns, across_columns, halo) <= max_cells:
+                cost = _computed(rows, across_rows, halo) * _computed(columns, across_columns, halo)
+                if best is None or cost < best[0]:
+                    best = (cost, across_rows, across_columns)
+                break  # more columns only cost more
+    if best is None:
+        best = (0, math.ceil(rows / thinnest), math.ceil(columns / thinnest))
+    _, across_rows, across_columns = best
+    return [
+        Tile(r0, r1, c0, c1, max(0, r0 - halo), min(rows, r1 + halo), max(0, c0 - halo), min(columns, c1 + halo))
+        for r0, r1 in _split(rows, across_rows)
+        for c0, c1 in _split(columns, across_columns)
+    ]
+
+
+def _largest_window(length: int, parts: int, halo: int) -> int:
+    return max(min(length, b + halo) - max(0, a - halo) for a, b in _split(length, parts))
+
+
+def _split(length: int, parts: int) -> list[tuple[int, int]]:
+    bounds = [round(i * length / parts) for i in range(parts + 1)]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _computed(length: int, parts: int, halo: int) -> int:
+    """Cells along one axis that the windows of `parts` tiles cover, overlaps counted each time."""
+    return sum(min(length, b + halo) - max(0, a - halo) for a, b in _split(length, parts))
