@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--max-side", type=int, help="downscale images whose longer side is larger (default: never)")
     what.add_argument("--model", action="append", help="model id (repeatable; default: every installed rate point)")
     what.add_argument("--model-dir", type=Path, action="append", default=[], help="more model directories")
+    what.add_argument("--no-zoo", action="store_true", help="only the --model-dir models, not the shipped ones")
     what.add_argument("--codec", choices=list(codecs.CODECS), action="append", help="default: every available one")
     what.add_argument("--no-learned", action="store_true", help="skip LPIPS and FID even where weights are local")
     out = parser.add_argument_group("outputs")
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log = (lambda _: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     if args.threads:
         torch.set_num_threads(args.threads)
-    registry = Registry.discover(args.model_dir, options=RuntimeOptions(intra_op_threads=args.threads))
+    options = RuntimeOptions(intra_op_threads=args.threads)
+    registry = Registry.discover(args.model_dir, include_zoo=not args.no_zoo, options=options)
     model_ids = args.model or sorted({m.id for m in registry}, key=lambda i: (registry.get(i).channels, i))
     if not model_ids:
         log("no models installed (service/zoo or --model-dir): evaluating the classical codecs only")

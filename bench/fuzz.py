@@ -1,6 +1,11 @@
 """Fuzz the .gcx parser and the entropy decoder with mutated, truncated and spliced real bitstreams.
 
-    nice -n 19 python -m bench.fuzz --examples 100000 --out docs/robustness.md
+    nice -n 19 python -m bench.fuzz --out docs/robustness.md                  # 100,000 + 20,000 inputs at once
+
+    for seed in 0 1 2 3 4 5 6 7 8 9; do                                      # or in chunks, resumable
+        nice -n 19 python -m bench.fuzz --examples 10000 --payload-examples 2000 --seed $seed --chunk-dir runs/fuzz
+    done
+    python -m bench.fuzz --report runs/fuzz --out docs/robustness.md         # merges the chunks
 
 Hypothesis drives the mutations (generation only: a failure is recorded and the run goes on, so one run
 reports every kind of failure it meets). The seeds are real files compressed by tiny random-weight models
@@ -13,7 +18,9 @@ The defined answers are a decoded image of the header's size or a `CodecError` s
 failure. Each input runs under a watchdog (faulthandler kills the process and prints the stack if one input
 takes longer than --timeout), under an address-space limit (--memory-limit-mb: an unbounded allocation
 becomes a MemoryError, reported as a failure), and with tracemalloc measuring its peak Python/NumPy
-allocation. The figures go to the `fuzz` section of --out.
+allocation. The figures go to the `fuzz` section of --out. With --chunk-dir, a run is saved as one chunk
+(chunk-SEED.json; a chunk already saved is skipped, so an interrupted series resumes where it stopped) and
+--report merges the chunks into one report.
 
 `mutated_bitstreams` and `judge` are also what tests/test_fuzz.py runs, with fewer examples, in CI.
 """
@@ -21,8 +28,10 @@ allocation. The figures go to the `fuzz` section of --out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import functools
+import json
 import re
 import resource
 import sys
@@ -34,13 +43,24 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from service.codec import DEFAULT_MAX_PIXELS, CodecError, Model, Registry, compress, decompress, load_manifest, unpack
+from service.codec import (
+    DEFAULT_MAX_PIXELS,
+    CodecError,
+    Model,
+    Registry,
+    RuntimeOptions,
+    compress,
+    decompress,
+    load_manifest,
+    unpack,
+)
 from service.codec.container import Header, pack
 from service.codec.entropy import EntropyCoder
 
@@ -64,7 +84,22 @@ def seed_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 def seed_bitstreams(models: Sequence[Model], sizes: Sequence[tuple[int, int]] = SEED_SIZES) -> list[bytes]:
-    return [compress(seed_image(h, w, i), model) for model in models for i, (h, w) in enumerate(sizes)]
+    """Each model's files of each size: GC where the model codes it; for SC models also a file keeping the left
+    half (a mask, no label map) and one with a label map of stripes whose first class is synthesised."""
+    seeds = []
+    for model in models:
+        manifest = model.manifest
+        for i, (h, w) in enumerate(sizes):
+            image = seed_image(h, w, i)
+            if "gc" in manifest.modes:
+                seeds.append(compress(image, model))
+            if manifest.selective:
+                mask = np.zeros((h, w), bool)
+                mask[:, : (w + 1) // 2] = True
+                labels = (np.arange(w)[None, :] * len(manifest.classes) // max(w, 1)).repeat(h, axis=0)
+                seeds.append(compress(image, model, mask=mask))
+                seeds.append(compress(image, model, labels=labels, synthesize=[manifest.classes[0]]))
+    return seeds
 
 
 def _varint(value: int) -> bytes:
@@ -166,10 +201,8 @@ def mutated_bitstreams(draw: st.DrawFn, seeds: Sequence[bytes]) -> bytes:
 def judge(data: bytes, registry: Registry, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """The input's defined answer: 'decoded' or the CodecError's class name. Anything else propagates."""
     header = None
-    try:
+    with contextlib.suppress(CodecError):
         header = unpack(data, sys.maxsize).header  # what `gancodec info` reads: no pixel cap, no allocation
-    except CodecError:
-        pass
     try:
         pixels = decompress(data, registry, max_pixels=max_pixels)
     except CodecError as error:
@@ -208,6 +241,15 @@ class Stats:
     peak_bytes: int = 0
     peak_input: int = 0
 
+    def summary(self) -> dict[str, Any]:
+        """What a report needs, as JSON (times rounded to microseconds)."""
+        return {
+            "outcomes": dict(self.outcomes),
+            "seconds": [round(value, 6) for value in self.seconds],
+            "peak_bytes": self.peak_bytes,
+            "peak_input": self.peak_input,
+        }
+
     def record(self, data: bytes, run: Callable[[], str], timeout: float) -> None:
         # Traced only while the input runs: tracing hypothesis's own allocations would triple the run time.
         tracemalloc.start()
@@ -245,15 +287,16 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def _load_models(model_dirs: list[Path], workdir: Path) -> list[Model]:
+def _load_models(model_dirs: list[Path], workdir: Path, threads: int) -> list[Model]:
     if not model_dirs:
         from bench.random_models import export_random_model
 
         model_dirs = [
             export_random_model(workdir / "gc-tiny", "tiny", "gc-tiny", seed=0),
             export_random_model(workdir / "gc-tiny-noise", "tiny", "gc-tiny-noise", seed=2, noise_channels=2),
+            export_random_model(workdir / "sc-tiny", "sc-tiny", "sc-tiny", seed=3),
         ]
-    return [Model(load_manifest(directory)) for directory in model_dirs]
+    return [Model(load_manifest(directory), RuntimeOptions(intra_op_threads=threads)) for directory in model_dirs]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -269,12 +312,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds one input may take before abort")
     parser.add_argument("--memory-limit-mb", type=int, default=4096, help="address-space limit (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed, for a reproducible run")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1; 0: one per core)")
+    parser.add_argument("--chunk-dir", type=Path, help="save this run as chunk-SEED.json there; skip it if saved")
+    parser.add_argument("--report", type=Path, metavar="CHUNK_DIR", help="only merge the saved chunks and report")
     parser.add_argument("--out", type=Path, help="Markdown page whose `fuzz` section gets the results")
     parser.add_argument("--failures", type=Path, default=ROOT / "runs" / "fuzz-failures", help="failing inputs")
     args = parser.parse_args(argv)
 
+    if args.report:
+        chunks = [json.loads(path.read_text()) for path in sorted(args.report.glob("chunk-*.json"))]
+        if not chunks:
+            raise SystemExit(f"no chunk-*.json in {args.report}")
+    else:
+        chunk_file = args.chunk_dir / f"chunk-{args.seed}.json" if args.chunk_dir else None
+        if chunk_file is not None and chunk_file.exists():
+            print(f"{chunk_file} exists: chunk {args.seed} is done", file=sys.stderr)
+            return 0
+        chunks = [run_chunk(args)]
+        if chunk_file is not None:
+            chunk_file.parent.mkdir(parents=True, exist_ok=True)
+            chunk_file.write_text(json.dumps(chunks[0]))
+    report = _report(chunks, args)
+    print(report)
+    if args.out:
+        from bench.reporting import update_section
+
+        update_section(args.out, "fuzz", report, "Robustness")
+    return 1 if any(chunk["failures"] for chunk in chunks) else 0
+
+
+def run_chunk(args: argparse.Namespace) -> dict[str, Any]:
+    """One run of --examples bitstreams and --payload-examples payloads from hypothesis seed --seed, summarised."""
     workdir = Path(tempfile.mkdtemp(prefix="gancodec-fuzz-"))
-    models = _load_models(args.model_dir, workdir)
+    models = _load_models(args.model_dir, workdir, args.threads)
     registry = Registry(models)
     seeds = seed_bitstreams(models)
     for data in seeds:  # the seeds themselves must decode
@@ -309,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
 
     payload_stats = Stats()
 
-    @hypothesis_seed(args.seed + 1)
+    # A seed of its own, far from the bitstreams' seeds of the other chunks (seed, seed + 1, ...).
+    @hypothesis_seed(args.seed + 1_000_003)
     @settings(
         max_examples=args.payload_examples,
         deadline=None,
@@ -330,80 +401,128 @@ def main(argv: list[str] | None = None) -> int:
     bitstream_seconds = time.perf_counter() - started
     payloads()
     total_seconds = time.perf_counter() - started
-    rss_end = _rss_mib()
-    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     failures = stats.failures + payload_stats.failures
     if failures:
         args.failures.mkdir(parents=True, exist_ok=True)
         for index, (data, reason) in enumerate(failures[:50]):
-            (args.failures / f"failure-{index:03d}.gcx").write_bytes(data)
+            (args.failures / f"failure-{args.seed}-{index:03d}.gcx").write_bytes(data)
             print(f"FAILURE {index}: {reason}", file=sys.stderr)
+    return {
+        "seed": args.seed,
+        "examples": args.examples,
+        "payload_examples": args.payload_examples,
+        "models": [model.id for model in models],
+        "seed_files": len(seeds),
+        "max_pixels": args.max_pixels,
+        "timeout": args.timeout,
+        "memory_limit_mb": args.memory_limit_mb,
+        "bitstreams": stats.summary(),
+        "payloads": payload_stats.summary(),
+        "messages": dict(messages),
+        "failures": [reason for _, reason in failures],
+        "bitstream_seconds": bitstream_seconds,
+        "total_seconds": total_seconds,
+        "rss_start_mib": rss_start,
+        "rss_end_mib": _rss_mib(),
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "machine": _machine(),
+        "finished": _timestamp(),
+    }
 
-    report = _report(args, seeds, stats, payload_stats, messages, bitstream_seconds, total_seconds)
-    report += (
-        f"\nProcess memory: resident {rss_start:.0f} MiB after loading the models, {rss_end:.0f} MiB at the end, "
-        f"{max_rss:.0f} MiB at most (includes hypothesis's own bookkeeping of {args.examples} examples); "
-        f"address space limited to {args.memory_limit_mb or 'unlimited'} MiB.\n"
-    )
-    print(report)
-    if args.out:
-        from bench.reporting import update_section
 
-        update_section(args.out, "fuzz", report, "Robustness")
-    return 1 if failures else 0
+def _machine() -> str:
+    from bench.reporting import describe_machine
+
+    return describe_machine()
 
 
-def _report(
-    args: argparse.Namespace,
-    seeds: list[bytes],
-    stats: Stats,
-    payload_stats: Stats,
-    messages: Counter[str],
-    bitstream_seconds: float,
-    total_seconds: float,
-) -> str:
-    from bench.reporting import describe_machine, timestamp
+def _timestamp() -> str:
+    from bench.reporting import timestamp
+
+    return timestamp()
+
+
+def _report(chunks: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The `fuzz` section from one run or several chunks (their counts added, their timings pooled)."""
+
+    def merged(kind: str) -> tuple[Counter[str], list[float], int, int]:
+        outcomes: Counter[str] = Counter()
+        seconds: list[float] = []
+        peak, peak_input = 0, 0
+        for chunk in chunks:
+            part = chunk[kind]
+            outcomes.update(part["outcomes"])
+            seconds += part["seconds"]
+            if part["peak_bytes"] > peak:
+                peak, peak_input = part["peak_bytes"], part["peak_input"]
+        return outcomes, seconds, peak, peak_input
 
     def outcome_rows(counter: Counter[str]) -> str:
         total = sum(counter.values())
         return "\n".join(f"| {name} | {count} | {count / total:.1%} |" for name, count in counter.most_common())
 
-    def timing(s: Stats) -> str:
+    def timing(seconds: list[float], peak: int, peak_input: int) -> str:
         return (
-            f"median {_percentile(s.seconds, 50) * 1e3:.2f} ms, p99 {_percentile(s.seconds, 99) * 1e3:.2f} ms, "
-            f"max {max(s.seconds) * 1e3:.1f} ms; peak traced allocation of one input "
-            f"{s.peak_bytes / 2**20:.2f} MiB (an input of {s.peak_input} bytes)"
+            f"median {_percentile(seconds, 50) * 1e3:.2f} ms, p99 {_percentile(seconds, 99) * 1e3:.2f} ms, "
+            f"max {max(seconds) * 1e3:.1f} ms; peak traced allocation of one input "
+            f"{peak / 2**20:.2f} MiB (an input of {peak_input} bytes)"
         )
 
-    failures = len(stats.failures) + len(payload_stats.failures)
+    first = chunks[0]
+    bitstreams, bitstream_times, *bitstream_peak = merged("bitstreams")
+    payloads, payload_times, *payload_peak = merged("payloads")
+    messages: Counter[str] = Counter()
+    for chunk in chunks:
+        messages.update(chunk["messages"])
+    failures = [reason for chunk in chunks for reason in chunk["failures"]]
+    examples = sum(bitstreams.values())
+    payload_examples = sum(payloads.values())
+    minutes = sum(chunk["total_seconds"] for chunk in chunks) / 60
+    seeds = ", ".join(str(chunk["seed"]) for chunk in chunks)
+    if len(chunks) == 1:
+        command = (
+            f"nice -n 19 python -m bench.fuzz --examples {first['examples']} --payload-examples "
+            f"{first['payload_examples']} --seed {first['seed']} --out docs/robustness.md"
+        )
+    else:
+        command = (
+            f"for seed in {seeds.replace(',', '')}; do nice -n 19 python -m bench.fuzz --examples {first['examples']} "
+            f"--payload-examples {first['payload_examples']} --seed $seed --chunk-dir runs/fuzz; done; "
+            f"python -m bench.fuzz --report runs/fuzz --out docs/robustness.md"
+        )
     message_rows = "\n".join(f"| {count} | {kind} |" for kind, count in messages.most_common(20))
+    failure_lines = "".join(f"\n- {reason}" for reason in failures[:20])
+    models = ", ".join(f"`{name}`" for name in first["models"])
     return f"""## Fuzzing the bitstream parser and entropy decoder
 
-`nice -n 19 python -m bench.fuzz --examples {args.examples} --payload-examples {args.payload_examples} \
---seed {args.seed} --out docs/robustness.md` ({timestamp()}; {total_seconds / 60:.1f} minutes in all).
+`{command}` ({len(chunks)} run{"s" if len(chunks) > 1 else ""} of hypothesis seed {seeds}, the last finished
+{max(chunk["finished"] for chunk in chunks)}; {minutes:.1f} minutes in all).
 
-Machine: {describe_machine()}
+Machine: {chunks[-1]["machine"]}
 
-**{args.examples + args.payload_examples} inputs, {failures} failures** (a failure is any answer other than a
-decoded image of the header's size or a `CodecError` subclass, a hang past {args.timeout:g} s, or a `MemoryError`).
-{len(seeds)} seed files (tiny random-weight models `gc-tiny` and `gc-tiny-noise`, images from 1x1 to 96x128)
-were mutated by hypothesis: bit flips, byte sets, inserts, deletes, truncations, appends, splices of two seeds,
-duplicated ranges, varints written over any position, one in ten re-headed with another width and height, and
-half of them with the CRC-32 recomputed so that the mutation reaches the checks behind the checksum. Pixel cap
-{args.max_pixels} (the default).
+**{examples + payload_examples} inputs, {len(failures)} failures** (a failure is any answer other than a decoded
+image of the header's size or a `CodecError` subclass, a hang past {first["timeout"]:g} s, or a `MemoryError`
+under an address-space limit of {first["memory_limit_mb"] or "unlimited"} MiB).{failure_lines}
 
-| Answer to {args.examples} mutated bitstreams | count | share |
+{first["seed_files"]} seed files (models {models}; images from 1x1 to 96x128; GC files, and SC files with a mask
+or a label map) were mutated by hypothesis: bit flips, byte sets, inserts, deletes, truncations, appends, splices
+of two seeds, duplicated ranges, varints written over any position, one in ten re-headed with another width and
+height, and half of them with the CRC-32 recomputed so that the mutation reaches the checks behind the checksum.
+Each went through the container parser with no pixel cap (what `gancodec info` runs) and the whole decoder with
+the pixel cap {first["max_pixels"]} (what `gancodec decompress` and POST /decompress run).
+
+| Answer to {examples} mutated bitstreams | count | share |
 |---|---|---|
-{outcome_rows(stats.outcomes)}
+{outcome_rows(bitstreams)}
 
-Time per bitstream ({bitstream_seconds:.0f} s in all, parser + full decode): {timing(stats)}.
+Time per bitstream (parser + full decode): {timing(bitstream_times, *bitstream_peak)}.
 
-| Answer to {args.payload_examples} random payloads fed to the entropy decoder | count | share |
+| Answer to {payload_examples} random payloads fed to the entropy decoder | count | share |
 |---|---|---|
-{outcome_rows(payload_stats.outcomes)}
+{outcome_rows(payloads)}
 
-Time per payload: {timing(payload_stats)}.
+Time per payload: {timing(payload_times, *payload_peak)}.
 
 The checks that answered (a sample of every tenth bitstream, numbers masked), which shows how deep the
 mutations reached:
@@ -411,6 +530,10 @@ mutations reached:
 | count | error and message |
 |---|---|
 {message_rows}
+
+Process memory (per run): resident {max(c["rss_start_mib"] for c in chunks):.0f} MiB after loading the models,
+{max(c["rss_end_mib"] for c in chunks):.0f} MiB at the end, {max(c["max_rss_mib"] for c in chunks):.0f} MiB at most
+(hypothesis's own bookkeeping included).
 """
 
 

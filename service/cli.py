@@ -18,13 +18,18 @@ from tqdm import tqdm
 
 from service.codec import (
     DEFAULT_MAX_PIXELS,
+    DEFAULT_TILE_PIXELS,
+    MIN_TILE_PIXELS,
     CodecError,
+    Header,
+    Model,
     Registry,
     RuntimeOptions,
     bits_per_pixel,
     compress,
     decode_image,
     decompress_png,
+    is_tiled,
     unpack,
 )
 
@@ -76,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         metavar="N",
         help=f"largest image accepted, width*height (default {DEFAULT_MAX_PIXELS})",
+    )
+    common.add_argument(
+        "--tile-pixels",
+        type=_tile_pixels,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help=f"largest region a network runs on at once; larger images go in overlapping tiles, bounding memory "
+        f"(default {DEFAULT_TILE_PIXELS}, about 1 GB)",
     )
     parser = argparse.ArgumentParser(prog=PROG, description="Extreme generative image compression.", parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -164,6 +177,10 @@ def _decompress(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     failed = False
+    try:
+        registry = _registry(args)
+    except (CodecError, CommandError, OSError):
+        registry = None  # the header is still worth showing without the models
     for source in args.inputs:
         try:
             # Reading a header allocates nothing it claims, so no pixel cap applies here.
@@ -173,6 +190,7 @@ def _info(args: argparse.Namespace) -> int:
             failed = True
             continue
         header = bitstream.header
+        model = _installed(registry, header) if registry is not None else None
         info = {
             "file": str(source),
             "model": header.model_id,
@@ -183,6 +201,8 @@ def _info(args: argparse.Namespace) -> int:
             "bpp": round(bits_per_pixel(bitstream.size, header.width, header.height), 6),
             "mode": header.mode.name.lower(),
             "label_bytes": bitstream.label_bytes,
+            # Whether decoding runs the generator in overlapping tiles (null: the model is not installed here).
+            "tiled": None if model is None else is_tiled(model, header.width, header.height),
         }
         print(json.dumps(info))
     return 1 if failed else 0
@@ -217,7 +237,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         settings = Settings()
-        overrides = {name: getattr(args, name) for name in ("threads", "max_pixels") if hasattr(args, name)}
+        names = ("threads", "max_pixels", "tile_pixels")
+        overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
         if hasattr(args, "model_dirs"):  # before the environment's, as for the other commands
             overrides["model_dirs"] = [*args.model_dirs, *settings.model_dirs]
         if overrides:
@@ -281,8 +302,17 @@ def _registry(args: argparse.Namespace) -> Registry:
         if not directory.is_dir():
             raise CommandError(f"model directory {directory} does not exist")
     dirs += [Path(entry) for entry in os.environ.get(MODEL_DIRS_ENV, "").split(os.pathsep) if entry]
-    threads = getattr(args, "threads", 0)
-    return Registry.discover(dirs, options=RuntimeOptions(intra_op_threads=threads))
+    options = RuntimeOptions(
+        intra_op_threads=getattr(args, "threads", 0), tile_pixels=getattr(args, "tile_pixels", DEFAULT_TILE_PIXELS)
+    )
+    return Registry.discover(dirs, options=options)
+
+
+def _installed(registry: Registry, header: Header) -> Model | None:
+    try:
+        return registry.for_header(header)
+    except CodecError:
+        return None
 
 
 def _max_pixels(args: argparse.Namespace) -> int:
@@ -293,6 +323,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _tile_pixels(text: str) -> int:
+    value = int(text)
+    if value < MIN_TILE_PIXELS:
+        raise argparse.ArgumentTypeError(f"{text} is below the smallest tile, {MIN_TILE_PIXELS} pixels")
     return value
 
 

@@ -28,7 +28,7 @@ def folder(tmp_path: Path, make_image) -> Path:
 def run(folder: Path, model_dir: Path, out: Path) -> dict:
     return evaluate.main(
         [
-            str(folder), "--model-dir", str(model_dir), "--model", "gc-tiny", "--out", str(out),
+            str(folder), "--model-dir", str(model_dir), "--no-zoo", "--model", "gc-tiny", "--out", str(out),
             "--codec", "jpeg", "--codec", "jpeg2000", "--crop", "96x64", "--no-learned", "--quiet", "--threads", "1",
         ]
     )  # fmt: skip
@@ -78,7 +78,7 @@ def test_a_new_model_only_measures_itself(folder: Path, model_dir: Path, noisy_m
     run(folder, model_dir, out)
     record = evaluate.main(
         [
-            str(folder), "--model-dir", str(model_dir), "--model-dir", str(noisy_model_dir),
+            str(folder), "--model-dir", str(model_dir), "--model-dir", str(noisy_model_dir), "--no-zoo",
             "--out", str(out), "--codec", "jpeg", "--codec", "jpeg2000", "--sheets", "0", "--no-learned", "--quiet",
         ]
     )  # fmt: skip
@@ -97,8 +97,8 @@ def test_every_rate_point_is_evaluated_and_the_default_marked(tmp_path: Path, ma
     out = tmp_path / "out"
     record = evaluate.main(
         [
-            str(images), "--held-out", "030-039", "--model-dir", str(zoo.parent), "--out", str(out), "--codec", "jpeg",
-            "--crop", "64x48", "--no-learned", "--quiet", "--threads", "1", "--no-cache",
+            str(images), "--held-out", "030-039", "--model-dir", str(zoo.parent), "--no-zoo", "--out", str(out),
+            "--codec", "jpeg", "--crop", "64x48", "--no-learned", "--quiet", "--threads", "1", "--no-cache",
         ]
     )  # fmt: skip
     assert set(record["models"]) == {"gc-nested-c2", "gc-nested-c4", "gc-nested-c8"}

@@ -1,7 +1,7 @@
 """Fuzzing in CI: mutated, truncated and spliced real bitstreams get only the defined errors, quickly.
 
-The same strategies and oracle as bench/fuzz.py (whose long run, 120,000 inputs, is in docs/robustness.md),
-with a few thousand examples. A watchdog ends the whole run with a stack trace if one input hangs.
+The same strategies and oracle as bench/fuzz.py (its long run of 120,000 inputs is in docs/robustness.md), with
+a few thousand examples. A watchdog ends the whole run with a stack trace if one input hangs.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ REGISTRY: list[Registry] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _corpus(model_dir, noisy_model_dir):
+def _corpus(model_dir, noisy_model_dir, sc_model_dir):
     """Seed files from the tiny models (module-level, since hypothesis strategies are built at import)."""
-    models = [Model(load_manifest(model_dir)), Model(load_manifest(noisy_model_dir))]
+    models = [Model(load_manifest(directory)) for directory in (model_dir, noisy_model_dir, sc_model_dir)]
     SEEDS[:] = seed_bitstreams(models)
     REGISTRY[:] = [Registry(models)]
     yield
@@ -73,8 +73,8 @@ def test_random_payloads_decode_or_raise_corrupt_bitstream(payload, height, widt
 
 
 def test_every_truncation_and_byte_flip_of_real_files():
-    """Exhaustive on two seeds, with and without a recomputed checksum: the cheap systematic part."""
-    for seed in SEEDS[3:5]:
+    """Exhaustive on four seeds, with and without a recomputed checksum: the cheap systematic part."""
+    for seed in [*SEEDS[3:5], SEEDS[-2], SEEDS[-1]]:  # two GC files, an SC file with a mask and one with labels
         for length in range(len(seed)):
             for data in (seed[:length], fix_crc(seed[:length])):
                 assert judge(data, REGISTRY[0]) != "decoded" or length == len(seed)

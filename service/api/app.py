@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 
 from service.api import problems
 from service.api.docs import install_docs
-from service.api.limits import BodyLimitMiddleware
+from service.api.limits import BodyLimitMiddleware, ShedLoadMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.routers import codec, compare, health, metrics, models, web
 from service.api.runtime import lifespan
@@ -17,6 +17,8 @@ from service.api.settings import Settings
 
 API_VERSION = "0.2.0"
 """The contract's version (openapi.json), not the package's: bump it when the API changes."""
+LIMITED_PATHS = frozenset({"/compress", "/decompress", "/compare"})
+"""The endpoints whose work runs on the limiter's workers, refused at once while it is saturated."""
 
 _TAGS = [
     {
@@ -50,7 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     install_docs(app)
     endpoints = frozenset(route.path for router in routers for route in router.routes if isinstance(route, APIRoute))
-    # The middleware added last runs outermost: the metrics also count the body limit's answers.
+    # The middleware added last runs outermost: the metrics also count the body limit's answers, and the body
+    # limit also bounds what load shedding drains.
+    app.add_middleware(ShedLoadMiddleware, paths=LIMITED_PATHS)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, read_timeout=settings.read_timeout)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, endpoints=endpoints)
     app.openapi = _completed_openapi(app)

@@ -51,11 +51,18 @@ class Limiter:
         """Every slot busy and the queue full: the next request would be refused."""
         return self._slots.locked() and self.waiting >= self.queue_size
 
+    def refusal(self) -> Problem | None:
+        """The 429 to answer now if the server is saturated, else None."""
+        if not self.saturated:
+            return None
+        detail = f"{self.running} jobs are running and {self.waiting} waiting, the most this server takes"
+        return Problem(ProblemType.OVERLOADED, detail, self._retry)
+
     async def run(self, operation: str, job: Callable[[], T]) -> T:
         """`job()` in the pool once a slot is free; queue and compute time are measured apart, per operation."""
-        if self.saturated:
-            detail = f"{self.running} jobs are running and {self.waiting} waiting, the most this server takes"
-            raise Problem(ProblemType.OVERLOADED, detail, self._retry)
+        refusal = self.refusal()
+        if refusal is not None:
+            raise refusal
         await self._acquire(operation)
         self.running += 1
         started = time.perf_counter()

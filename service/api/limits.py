@@ -1,4 +1,5 @@
-"""The request body cap and read deadline, enforced below the app so nothing parses more than the cap."""
+"""The request body cap and read deadline, enforced below the app so nothing parses more than the cap; and load
+shedding, which refuses work while the server is saturated before any of it is parsed."""
 
 from __future__ import annotations
 
@@ -59,3 +60,27 @@ class BodyLimitMiddleware:
 
     def _too_large(self, size: str) -> Problem:
         return Problem(ProblemType.UPLOAD_TOO_LARGE, f"the request body is {size}, above the limit of {self.max_bytes}")
+
+
+class ShedLoadMiddleware:
+    """While every worker is busy and the queue is full, answer POSTs to `paths` 429 at once.
+
+    The body is drained unparsed first (a client still sending would otherwise see the connection reset instead
+    of the answer), so a burst far past capacity costs the server little more than reading bytes: no multipart
+    parsing, no image probing. Requests that pass are still checked by the limiter itself when they get there.
+    """
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths and runtime:
+            refusal = runtime.limiter.refusal()
+            if refusal is not None:
+                while (await receive()).get("more_body", False):
+                    pass
+                await render(scope, refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

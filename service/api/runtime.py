@@ -56,6 +56,8 @@ def warm_up(model: Model) -> None:
     image = np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).astype(np.uint8)
     data = compress(image, model)
     reconstruct(unpack(data, max_pixels=WARMUP_SIZE**2), model)
+    for graph in ("encoder", "generator"):  # measured once per model, so the first large image does not wait
+        model.halo(graph)
 
 
 @asynccontextmanager

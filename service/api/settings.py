@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.codec import DEFAULT_MAX_PIXELS, RuntimeOptions
+from service.codec import DEFAULT_MAX_PIXELS, DEFAULT_TILE_PIXELS, MIN_TILE_PIXELS, RuntimeOptions
 
 ENV_PREFIX = "GANCODEC_"
 
@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     )
     max_pixels: PositiveInt = Field(
         default=DEFAULT_MAX_PIXELS, description="Largest image or bitstream, width * height, read from headers (413)."
+    )
+    tile_pixels: Annotated[int, Field(ge=MIN_TILE_PIXELS)] = Field(
+        default=DEFAULT_TILE_PIXELS,
+        description="Largest region a network runs on at once; larger images go in overlapping tiles (bounds memory).",
     )
     concurrency: PositiveInt = Field(default=1, description="Codec jobs running at once (threads doing inference).")
     queue_size: Annotated[int, Field(ge=0)] = Field(
@@ -74,7 +78,9 @@ class Settings(BaseSettings):
 
     @property
     def runtime_options(self) -> RuntimeOptions:
-        return RuntimeOptions(intra_op_threads=self.threads, providers=tuple(self.providers) or None)
+        return RuntimeOptions(
+            intra_op_threads=self.threads, providers=tuple(self.providers) or None, tile_pixels=self.tile_pixels
+        )
 
 
 def _split(value: object, separator: str) -> object:

@@ -26,13 +26,15 @@ from service.codec.imageio import (
     probe_image,
 )
 from service.codec.manifest import Manifest, load_manifest
-from service.codec.model import Model, RuntimeOptions
-from service.codec.pipeline import bits_per_pixel, compress, decompress, decompress_png, reconstruct
+from service.codec.model import DEFAULT_TILE_PIXELS, MIN_TILE_PIXELS, Model, RuntimeOptions
+from service.codec.pipeline import bits_per_pixel, compress, decompress, decompress_png, is_tiled, reconstruct
 from service.codec.registry import Registry
 from service.codec.selection import Selection, check_selective, class_ids, select
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_TILE_PIXELS",
+    "MIN_TILE_PIXELS",
     "Bitstream",
     "CodecError",
     "CorruptBitstream",
@@ -65,6 +67,7 @@ __all__ = [
     "decompress",
     "decompress_png",
     "encode_png",
+    "is_tiled",
     "load_manifest",
     "probe_image",
     "reconstruct",

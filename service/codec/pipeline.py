@@ -87,22 +87,36 @@ def compress(
 def encode_tiled(pixels: np.ndarray, model: Model, rows: int, columns: int) -> np.ndarray:
     """The unquantised latent (C, rows, columns) of the image reflect-padded to rows x columns cells.
 
-    Small images run whole; larger ones in overlapping tiles (tiling.py), each cut from the image through
-    reflected indices, so neither the padded image nor the whole image in float is ever held at once.
+    Small images run whole; larger ones in overlapping tiles (tiling.py), each cut from the image on its own, so
+    neither the padded image nor the whole image in float is ever held at once.
     """
     factor = model.manifest.downsampling
-    height, width = pixels.shape[:2]
-    # The same rows and columns np.pad(mode="reflect") would give, as indices into the image.
-    row_index = np.pad(np.arange(height), (0, rows * factor - height), mode="reflect")
-    column_index = np.pad(np.arange(width), (0, columns * factor - width), mode="reflect")
-    tiles = plan_tiles(model, "encoder", rows, columns)
     latent = np.empty((model.manifest.latent_channels, rows, columns), np.float32)
-    for tile in tiles:
+    for tile in plan_tiles(model, "encoder", rows, columns):
         window_rows, window_columns = tile.window
-        part = pixels[np.ix_(row_index[_scaled(window_rows, factor)], column_index[_scaled(window_columns, factor)])]
-        encoded = model.encode(part.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0))
+        part = _padded_window(pixels, _scaled(window_rows, factor), _scaled(window_columns, factor))
+        image = np.empty((1, 3, *part.shape[:2]), np.float32)
+        np.divide(part.transpose(2, 0, 1), np.float32(255.0), out=image[0], dtype=np.float32)
+        encoded = model.encode(image)
         latent[:, tile.row0 : tile.row1, tile.column0 : tile.column1] = encoded[(0, slice(None), *tile.kept)]
     return latent
+
+
+def _padded_window(pixels: np.ndarray, rows: slice, columns: slice) -> np.ndarray:
+    """pixels reflect-padded on the bottom and right (numpy's mode="reflect"), then cut to rows x columns, without
+    padding the whole image: a plain slice inside it, the slice padded where it reaches past the edge."""
+    height, width = pixels.shape[:2]
+    below, right = max(0, rows.stop - height), max(0, columns.stop - width)
+    inside = pixels[rows.start : min(rows.stop, height), columns.start : min(columns.stop, width)]
+    if not below and not right:
+        return inside
+    if below < inside.shape[0] and right < inside.shape[1]:
+        # Reflection reads only rows and columns the slice holds, so padding the slice pads like the image.
+        return np.pad(inside, ((0, below), (0, right), (0, 0)), mode="reflect")
+    # Reflection reaches past the slice (or repeats, for images smaller than the padding): index into the image.
+    row_index = np.pad(np.arange(height), (0, max(0, rows.stop - height)), mode="reflect")[rows]
+    column_index = np.pad(np.arange(width), (0, max(0, columns.stop - width)), mode="reflect")[columns]
+    return pixels[np.ix_(row_index, column_index)]
 
 
 def plan_tiles(model: Model, graph: str, rows: int, columns: int) -> list[Tile]:
@@ -111,6 +125,12 @@ def plan_tiles(model: Model, graph: str, rows: int, columns: int) -> list[Tile]:
     if rows * columns <= max_cells:
         return plan(rows, columns, 0, max_cells)
     return plan(rows, columns, model.halo(graph), max_cells)
+
+
+def is_tiled(model: Model, width: int, height: int) -> bool:
+    """Whether a width x height image runs through the graphs in several tiles (the same for both graphs)."""
+    rows, columns = latent_size(width, height, model.manifest.downsampling)
+    return rows * columns > model.options.tile_pixels // model.manifest.downsampling**2
 
 
 def _scaled(cells: slice, factor: int) -> slice:
@@ -188,10 +208,13 @@ def generate_tiled(
         if bottom <= top or right <= left:
             continue  # cells wholly in the padding (images under two cells a side)
         kept_top, kept_left = kept_rows.start * factor, kept_columns.start * factor
-        image = model.generate(part, part_mask, part_labels)[0]
+        image = (model.generate(part) if mask is None else model.generate(part, part_mask, part_labels))[0]
         image = image[:, kept_top : kept_top + bottom - top, kept_left : kept_left + right - left]
-        rounded = np.rint(np.clip(image, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
-        pixels[top:bottom, left:right] = rounded.transpose(1, 2, 0)
+        # Clamp, scale and round in place (the generator's output is ours), then cast into the image.
+        np.clip(image, 0.0, 1.0, out=image)
+        np.multiply(image, np.float32(255.0), out=image)
+        np.rint(image, out=image)
+        pixels[top:bottom, left:right] = image.transpose(1, 2, 0)
     return pixels
 
 
