@@ -44,7 +44,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 1]; a single image gets a batch axis."""
     if images.ndim == 3:
         images = images[None]
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    # torch.tensor copies: decoded images may be read-only, which torch.from_numpy warns about.
+    return torch.tensor(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def image_files(folder: Path) -> list[Path]:
