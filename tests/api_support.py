@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +13,7 @@ import numpy as np
 from fastapi import FastAPI
 from PIL import Image
 
+from bench.load import Server
 from service.api import Settings, create_app
 from service.api.problems import PROBLEM_JSON, TYPE_PREFIX, ProblemType
 
@@ -62,39 +58,13 @@ def encode(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(env: dict[str, str], log: Path, timeout: float = 90.0) -> Iterator[str]:
-    """`gancodec serve` as a real uvicorn process on a free local port; yields its base URL once ready."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=output, stderr=output)
+    """`gancodec serve` as a real uvicorn process on a free local port (bench.load's Server, which the load
+    benchmark drives too); yields its base URL once ready."""
+    server = Server(env, log)
     try:
-        _wait_until_ready(url, process, log, timeout)
-        yield url
+        server.wait_ready(timeout)
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"the server was not ready within {timeout:g} s:\n{log.read_text()}")
+        server.stop(timeout=15)
