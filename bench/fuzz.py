@@ -103,6 +103,8 @@ def seed_bitstreams(models: Sequence[Model], sizes: Sequence[tuple[int, int]] = 
 
 
 def _varint(value: int) -> bytes:
+    """LEB128 like the container's writer, but without its range check: the fuzzer also writes the over-long
+    varints (2**35 and up) that the reader must refuse."""
     out = bytearray()
     while True:
         low, value = value & 0x7F, value >> 7
