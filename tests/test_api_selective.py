@@ -5,24 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from api_support import assert_problem, encode, running, settings
+from selective_support import ROAD, street_labels
 
 from service.codec import Model, Registry, compress, decode_image, decompress, load_manifest, unpack
 
 pytestmark = pytest.mark.anyio
 
 OCTET = {"content-type": "application/octet-stream"}
-SKY, ROAD, CAR = 0, 3, 8
-
-
-def _labels(height: int, width: int) -> np.ndarray:
-    labels = np.full((height, width), SKY, dtype=np.uint8)
-    labels[height // 2 :] = ROAD
-    labels[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = CAR
-    return labels
 
 
 async def test_labels_and_synthesize_give_the_librarys_file(sc_model_dir, make_image):
-    pixels, labels = make_image(90, 120), _labels(90, 120)
+    pixels, labels = make_image(90, 120), street_labels(90, 120)
     files = {"image": ("a.png", encode(pixels)), "labels": ("l.png", encode(labels))}
     async with running(settings(sc_model_dir)) as (_, client):
         repeated = await client.post("/compress", files=files, data={"synthesize": ["road", "sky"]})
@@ -56,7 +49,7 @@ async def test_a_mask_alone_keeps_its_white_region(sc_model_dir, make_image):
     ("fields", "data", "slug", "detail"),
     [
         ({"mask": np.zeros((30, 40), np.uint8)}, {}, "mask-size-mismatch", "mask: is 40x30, the image 60x40"),
-        ({"labels": _labels(40, 60)}, {"synthesize": "road,lake"}, "invalid-selection", "unknown class 'lake'"),
+        ({"labels": street_labels(40, 60)}, {"synthesize": "road,lake"}, "invalid-selection", "unknown class 'lake'"),
         ({}, {"synthesize": "road"}, "invalid-request", "send labels too"),
         ({"labels": np.full((40, 60), 12, np.uint8)}, {}, "invalid-selection", "class id 12"),
     ],

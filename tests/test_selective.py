@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from selective_support import ROAD, SKY, street_labels
 
 from service.codec import (
     CorruptBitstream,
@@ -25,16 +26,6 @@ from service.codec import (
 )
 from service.codec.container import Header, pack
 
-ROAD, SKY, CAR = 3, 0, 8
-
-
-def _labels(height: int, width: int) -> np.ndarray:
-    """A street-like label map: sky on top, road below, a car in the middle."""
-    labels = np.full((height, width), SKY, dtype=np.uint8)
-    labels[height // 2 :] = ROAD
-    labels[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = CAR
-    return labels
-
 
 def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
@@ -47,11 +38,11 @@ def test_mask_or_label_map_of_another_size_is_a_clear_error(sc_model, make_image
     with pytest.raises(MaskSizeMismatch, match="the mask is 40x60, the image 60x40"):
         compress(pixels, sc_model, mask=np.ones((60, 40), dtype=bool))
     with pytest.raises(MaskSizeMismatch, match="the label map is 61x40, the image 60x40"):
-        compress(pixels, sc_model, labels=_png(_labels(40, 61)))
+        compress(pixels, sc_model, labels=_png(street_labels(40, 61)))
 
 
 def test_unknown_class_names_are_a_clear_error(sc_model, make_image):
-    pixels, labels = make_image(32, 32), _labels(32, 32)
+    pixels, labels = make_image(32, 32), street_labels(32, 32)
     with pytest.raises(InvalidSelection, match=r"unknown class 'lake': model sc-tiny knows sky, building, pole"):
         compress(pixels, sc_model, labels=labels, synthesize=["road,lake"])
     with pytest.raises(InvalidSelection, match="unknown class '12'"):
@@ -59,7 +50,7 @@ def test_unknown_class_names_are_a_clear_error(sc_model, make_image):
 
 
 def test_label_maps_must_hold_the_models_class_ids(sc_model, make_image):
-    pixels, labels = make_image(32, 32), _labels(32, 32)
+    pixels, labels = make_image(32, 32), street_labels(32, 32)
     labels[0, 0] = 255
     with pytest.raises(InvalidSelection, match="class id 255: model sc-tiny knows ids 0-11"):
         compress(pixels, sc_model, labels=_png(labels))
@@ -74,7 +65,7 @@ def test_synthesize_needs_a_label_map(sc_model, make_image):
 
 def test_gc_models_refuse_selective_inputs(model, make_image):
     with pytest.raises(SelectiveUnsupported, match="supports only gc"):
-        compress(make_image(32, 32), model, labels=_labels(32, 32))
+        compress(make_image(32, 32), model, labels=street_labels(32, 32))
 
 
 def test_all_white_mask_costs_what_gc_costs_and_decodes_alike(sc_model, make_image):
@@ -88,7 +79,7 @@ def test_all_white_mask_costs_what_gc_costs_and_decodes_alike(sc_model, make_ima
 
 
 def test_all_black_mask_gives_an_image_from_the_label_map_alone(sc_model, make_image):
-    pixels, labels = make_image(360, 480), _labels(360, 480)
+    pixels, labels = make_image(360, 480), street_labels(360, 480)
     black = compress(pixels, sc_model, mask=np.zeros((360, 480), dtype=bool), labels=labels)
     bitstream = unpack(black, 480 * 360)
     assert bitstream.label_bytes > 0 and len(black) < 0.1 * len(compress(pixels, sc_model))
@@ -101,7 +92,7 @@ def test_all_black_mask_gives_an_image_from_the_label_map_alone(sc_model, make_i
 
 
 def test_synthesised_classes_are_not_coded(sc_model, make_image):
-    pixels, labels = make_image(360, 480), _labels(360, 480)
+    pixels, labels = make_image(360, 480), street_labels(360, 480)
     labels_only = compress(pixels, sc_model, labels=labels)
     selective = compress(pixels, sc_model, labels=labels, synthesize=["road", "sky"])
     assert compress(pixels, sc_model, labels=labels, synthesize=[f"{ROAD},{SKY}"]) == selective
@@ -122,7 +113,7 @@ def test_mask_alone_carries_no_label_map(sc_model, make_image):
 
 @pytest.mark.parametrize(("height", "width"), [(1, 1), (17, 33), (100, 70), (360, 480)])
 def test_selective_round_trip_with_a_finer_label_map_and_noise(fine_sc_model, make_image, height, width):
-    pixels, labels = make_image(height, width), _labels(height, width)
+    pixels, labels = make_image(height, width), street_labels(height, width)
     data = compress(pixels, fine_sc_model, labels=labels, synthesize=["sky"])
     assert compress(pixels, fine_sc_model, labels=labels, synthesize=["sky"]) == data
     registry = Registry([fine_sc_model])
@@ -156,7 +147,7 @@ def test_sc_file_for_a_gc_model_is_corrupt(model, make_image):
 
 
 def test_corrupt_label_map_section_is_rejected(sc_model, make_image):
-    data = compress(make_image(64, 64), sc_model, labels=_labels(64, 64))
+    data = compress(make_image(64, 64), sc_model, labels=street_labels(64, 64))
     bitstream = unpack(data, 64 * 64)
     longer = pack(bitstream.header, bitstream.payload, bitstream.labels + bytes(8))
     with pytest.raises(CorruptBitstream, match="longer than its symbols need"):
@@ -169,7 +160,7 @@ def test_selective_files_at_each_nested_rate_point(nested_sc_model_dir, make_ima
     """SC codes the first k channels of the kept cells at rate point k; the decoder reads the rest as zero."""
     registry = Registry.discover([nested_sc_model_dir], include_zoo=False)
     assert sorted(model.id for model in registry) == ["sc-nested-c2", "sc-nested-c4"]
-    pixels, labels = make_image(360, 480), _labels(360, 480)
+    pixels, labels = make_image(360, 480), street_labels(360, 480)
     files = {}
     for model in registry:
         assert model.channels < model.manifest.latent_channels or model.id.endswith("c4")
