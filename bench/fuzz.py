@@ -50,6 +50,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from bench.reporting import describe_machine, timestamp
 from service.codec import (
     DEFAULT_MAX_PIXELS,
     CodecError,
@@ -343,6 +344,18 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(chunk["failures"] for chunk in chunks) else 0
 
 
+def _generate_only(seed: int, examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Hypothesis settings of both fuzz loops: `examples` generated from `seed`, no shrinking, database or deadline."""
+    configure = settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    return lambda test: hypothesis_seed(seed)(configure(test))
+
+
 def run_chunk(args: argparse.Namespace) -> dict[str, Any]:
     """One run of --examples bitstreams and --payload-examples payloads from hypothesis seed --seed, summarised."""
     workdir = Path(tempfile.mkdtemp(prefix="gancodec-fuzz-"))
@@ -361,14 +374,7 @@ def run_chunk(args: argparse.Namespace) -> dict[str, Any]:
     stats = Stats()
     messages: Counter[str] = Counter()
 
-    @hypothesis_seed(args.seed)
-    @settings(
-        max_examples=args.examples,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @_generate_only(args.seed, args.examples)
     @given(data=mutated_bitstreams(seeds))
     def bitstreams(data: bytes) -> None:
         stats.record(data, lambda: judge(data, registry, args.max_pixels), args.timeout)
@@ -382,14 +388,7 @@ def run_chunk(args: argparse.Namespace) -> dict[str, Any]:
     payload_stats = Stats()
 
     # A seed of its own, far from the bitstreams' seeds of the other chunks (seed, seed + 1, ...).
-    @hypothesis_seed(args.seed + 1_000_003)
-    @settings(
-        max_examples=args.payload_examples,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @_generate_only(args.seed + 1_000_003, args.payload_examples)
     @given(
         coder=st.sampled_from(coders),
         payload=st.binary(max_size=512),
@@ -428,21 +427,9 @@ def run_chunk(args: argparse.Namespace) -> dict[str, Any]:
         "rss_start_mib": rss_start,
         "rss_end_mib": _rss_mib(),
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "machine": _machine(),
-        "finished": _timestamp(),
+        "machine": describe_machine(),
+        "finished": timestamp(),
     }
-
-
-def _machine() -> str:
-    from bench.reporting import describe_machine
-
-    return describe_machine()
-
-
-def _timestamp() -> str:
-    from bench.reporting import timestamp
-
-    return timestamp()
 
 
 def _report(chunks: list[dict[str, Any]], args: argparse.Namespace) -> str:

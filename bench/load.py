@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import os
 import signal
 import socket
@@ -38,7 +37,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
+
+from service.codec import encode_png
 
 ROOT = Path(__file__).resolve().parent.parent
 OCTET = {"content-type": "application/octet-stream"}
@@ -366,10 +366,8 @@ def graceful_shutdown(server: Server, jobs: Sequence[tuple[str, bytes]]) -> Shut
 # --- inputs ----------------------------------------------------------------------------------------------------------
 
 
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+png = encode_png
+"""The service's PNG writer (fast zlib level, as the benchmark has always used)."""
 
 
 def photos(width: int, height: int, count: int) -> list[bytes]:

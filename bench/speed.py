@@ -47,6 +47,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from bench.reporting import describe_machine, timestamp
 from service.codec import (
     Model,
     Registry,
@@ -54,6 +55,7 @@ from service.codec import (
     compress,
     decode_image,
     decompress_png,
+    encode_png,
     load_manifest,
     unpack,
 )
@@ -92,12 +94,6 @@ def photo(source: Path, width: int, height: int) -> np.ndarray:
         image = image.resize(size, Image.Resampling.LANCZOS)
         left, top = (size[0] - width) // 2, (size[1] - height) // 2
         return np.asarray(image.crop((left, top, left + width, top + height)))
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def load_model(model_dir: Path | None, random: bool, workdir: Path, options: RuntimeOptions) -> Model:
@@ -321,8 +317,8 @@ def run_table(args: argparse.Namespace, model: Model, workdir: Path) -> str:
         print(f"{width}x{height}", file=sys.stderr)
         pixels = photo(source, width, height)
         png_path = workdir / f"photo-{width}x{height}.png"
-        png_path.write_bytes(png_bytes(pixels))
-        image = png_path.read_bytes()
+        image = encode_png(pixels)
+        png_path.write_bytes(image)
         max_pixels = max(width * height, 1)
         ours = time_ours(model, clock, image, args.repeat, max_pixels)
         rows, columns = latent_size(width, height, model.manifest.downsampling)
@@ -368,9 +364,9 @@ def run_table(args: argparse.Namespace, model: Model, workdir: Path) -> str:
     providers = ", ".join(model._session("generator").get_providers())
     return f"""## Speed
 
-`{_command()}` ({_timestamp()}).
+`{_command()}` ({timestamp()}).
 
-Machine: {_machine()}
+Machine: {describe_machine()}
 
 Model `{model.id}` ({"random weights, " if args.random else ""}{per_cell["encoder"] / 256:,.0f} multiply-adds per
 pixel in the encoder, {per_cell["generator"] / 256:,.0f} in the generator), onnxruntime {ort.__version__} ({providers}),
@@ -513,9 +509,9 @@ def run_large(args: argparse.Namespace, model: Model, workdir: Path) -> str:
     within = report["peak_mib"] <= args.budget_mib
     return f"""## Tiling: a {width}x{height} image
 
-`{_command()}` ({_timestamp()}).
+`{_command()}` ({timestamp()}).
 
-Machine: {_machine()}
+Machine: {describe_machine()}
 
 Model `{model.id}`{" (random weights)" if args.random else ""}, tiles of at most {model.options.tile_pixels:,} pixels
 (halo included); {seam["tiles"]}. A {width}x{height} JPEG ({jpeg.stat().st_size / 2**20:.1f} MiB, made from
@@ -632,18 +628,6 @@ def _size(text: str) -> tuple[int, int]:
 
 def _command() -> str:
     return "python -m bench.speed " + " ".join(sys.argv[1:])
-
-
-def _timestamp() -> str:
-    from bench.reporting import timestamp
-
-    return timestamp()
-
-
-def _machine() -> str:
-    from bench.reporting import describe_machine
-
-    return describe_machine()
 
 
 def main(argv: list[str] | None = None) -> int:
