@@ -112,17 +112,19 @@ def load_model(model_dir: Path | None, random: bool, workdir: Path, options: Run
 
 def multiply_adds(model: Model, graph: str) -> float:
     """Multiply-adds of `graph` per latent cell: every convolution's output elements times its kernel volume,
-    counted by running the graph on a 16x16-cell input with each convolution's output exposed (needs `onnx`).
-    Convolutions keep their stride, so the count grows exactly with the number of cells."""
+    counted by running the graph on a 16x16-cell input with each convolution's output (and any kernel the graph
+    computes, such as the generator's folded sub-pixel kernels) exposed (needs `onnx`). Convolutions keep their
+    stride, so the count grows exactly with the number of cells."""
     import onnx
 
     proto = onnx.load_from_string(model.manifest.graph_files[graph].read_bytes())
     weights = {tensor.name: tuple(tensor.dims) for tensor in proto.graph.initializer}
     convolutions = [node for node in proto.graph.node if node.op_type in {"Conv", "ConvTranspose"}]
     known = {output.name for output in proto.graph.output}
-    for node in convolutions:
-        if node.output[0] not in known:
-            proto.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None))
+    computed = {node.input[1] for node in convolutions} - weights.keys()
+    for name in [node.output[0] for node in convolutions] + sorted(computed):
+        if name not in known:
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     cells, manifest = 16, model.manifest
     factor = manifest.downsampling
@@ -137,9 +139,7 @@ def multiply_adds(model: Model, graph: str) -> float:
     outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
     total = 0
     for node in convolutions:
-        kernel = weights.get(node.input[1])
-        if kernel is None:
-            raise RuntimeError(f"{graph}: the weights of {node.name} are not an initializer")
+        kernel = weights.get(node.input[1]) or outputs[node.input[1]].shape
         volume = int(np.prod(kernel[1:]))  # ConvTranspose: (in, out/group, kh, kw); counted per input element
         elements = outputs[node.output[0]].size if node.op_type == "Conv" else feeds_size(node, outputs, feeds)
         total += elements * volume

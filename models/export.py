@@ -34,7 +34,11 @@ def sha256_file(path: Path) -> str:
 
 
 def _export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], path: Path, output_name: str) -> None:
-    """Batch, height and width dynamic; the label map's size has its own names (it is finer than the latent)."""
+    """Batch, height and width dynamic; the label map's size has its own names (it is finer than the latent).
+
+    No constant folding at export: every parameter stays an initializer under its own name (a seed checkpoint
+    reads them back), even those the graph transforms, such as the sub-pixel kernels folded from a 3x3 kernel;
+    onnxruntime folds those once when it loads the graph."""
     dims = {0: "batch", 2: "height", 3: "width"}
     axes = {name: {0: "batch", 2: "label_height", 3: "label_width"} if name == "labels" else dims for name in inputs}
     with warnings.catch_warnings():
@@ -48,6 +52,7 @@ def _export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], path: Path
             dynamic_axes={**axes, output_name: dims},
             opset_version=OPSET,
             dynamo=False,
+            do_constant_folding=False,
         )
 
 

@@ -82,12 +82,52 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+# Which of a 3x3 kernel's taps (along one axis) fall on each of the two low-resolution rows that an output
+# row of "nearest 2x up-sampling, reflection pad 1, 3x3 convolution" reads, for even (0) and odd (1) rows.
+_PHASE_TAPS = torch.tensor(
+    [
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],  # even row 2i: row i-1 <- tap 0; row i <- taps 1, 2
+        [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]],  # odd row 2i+1: row i <- taps 0, 1; row i+1 <- tap 2
+    ]
+)
+
+
+class NearestUpsampleBlock(nn.Sequential):
+    """Nearest 2x up-sampling, reflection padding, a 3x3 convolution, normalisation and ReLU, with the first
+    three computed as a sub-pixel convolution.
+
+    The same function as running the layers in turn (they are held to name the parameters as checkpoints do),
+    without ever making the up-sampled, padded input: every output pixel of the plain form reads a 2x2
+    neighbourhood of the input, so one 2x2 convolution with four kernels per output channel (one per pixel
+    phase, folded from the 3x3 kernel) followed by a pixel shuffle gives the result with 4/9 of the
+    multiply-adds and none of the full-resolution intermediates that dominated decoding time.
+    """
+
+    def __init__(self, c_in: int, c_out: int, norm: Norm) -> None:
+        super().__init__(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(c_in, c_out, 3),
+            make_norm(norm, c_out),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv: nn.Conv2d = self[2]
+        taps = _PHASE_TAPS.to(conv.weight)
+        # Kernels ordered (out channel, row phase, column phase) with the phases reversed, so that the pixel
+        # shuffle puts odd phases first and the result is the wanted image shifted by one pixel.
+        kernels = torch.einsum("akt,blu,oitu->oabikl", taps.flip(0), taps.flip(0), conv.weight)
+        kernels = kernels.reshape(-1, conv.in_channels, 2, 2)
+        y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels, conv.bias.repeat_interleave(4))
+        return self[4](self[3](F.pixel_shuffle(y, 2)[..., 1:-1, 1:-1]))
+
+
 def upsample_block(c_in: int, c_out: int, kind: Upsample, norm: Norm) -> nn.Sequential:
-    if kind == "transposed":
-        up: list[nn.Module] = [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)]
-    else:
-        up = [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
-    return nn.Sequential(*up, make_norm(norm, c_out), nn.ReLU(inplace=True))
+    if kind == "nearest":
+        return NearestUpsampleBlock(c_in, c_out, norm)
+    up = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)
+    return nn.Sequential(up, make_norm(norm, c_out), nn.ReLU(inplace=True))
 
 
 class LabelFeatures(nn.Module):

@@ -16,6 +16,7 @@ from models.codec import GenerativeCodec
 from models.config import CONFIGS, ExperimentConfig
 from models.data import CropSampler, Sample, to_tensor
 from models.export import export_model, onnx_parity
+from models.networks import NearestUpsampleBlock
 from models.quantizer import ChannelEntropyModel, Quantizer
 from models.train import Trainer, learning_rate
 
@@ -77,6 +78,18 @@ def test_rate_points_are_drawn_by_their_weights(tmp_path: Path, make_image: Call
     trainer = Trainer(config, tmp_path, sampler, [Sample(to_tensor(make_image(40, 56, 9)))])
     assert trainer.draw_rate_points(16).tolist() == [4] * 16
     assert make_trainer(tmp_path, make_image).draw_rate_points(4) is None
+
+
+@pytest.mark.parametrize("norm", ["none", "channel"])
+def test_sub_pixel_upsampling_computes_nearest_upsampling_then_convolution(norm: str) -> None:
+    torch.manual_seed(0)
+    block = NearestUpsampleBlock(5, 7, norm)
+    x = torch.randn(2, 5, 9, 6)
+    plain = x
+    for layer in block:
+        plain = layer(plain)
+    assert list(block.state_dict()) == list(torch.nn.Sequential(*block).state_dict())
+    torch.testing.assert_close(block(x), plain, atol=1e-5, rtol=0)
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor() -> None:
