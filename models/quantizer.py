@@ -9,6 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from service.codec.entropy import integer_frequencies
+
 
 @dataclass
 class Quantized:
@@ -75,11 +77,4 @@ class ChannelEntropyModel(nn.Module):
 
     def frequency_tables(self, precision: int = 16) -> list[list[int]]:
         """Integer frequencies per channel summing to 2**precision, each at least 1 (decodable)."""
-        total = 1 << precision
-        tables = []
-        for probs in self.log_probs().exp().double().tolist():
-            levels = len(probs)
-            counts = [1 + int(p * (total - levels)) for p in probs]
-            counts[max(range(levels), key=counts.__getitem__)] += total - sum(counts)
-            tables.append(counts)
-        return tables
+        return integer_frequencies(self.log_probs().exp().double().detach().numpy(), precision).tolist()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from service.codec.container import FINGERPRINT_BYTES, MODEL_ID_PATTERN
-from service.codec.entropy import MAX_PRECISION
+from service.codec.entropy import MAX_PRECISION, context_count
 from service.codec.errors import InvalidModel
 
 FORMAT = "gancodec-model"
@@ -31,6 +31,9 @@ GRAPHS = ("encoder", "generator")
 KNOWN_MODES = ("gc", "sc")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT_DOMAIN = b"gancodec-model-fingerprint-v1\x00"
+_CONTEXT_TAG = b"contexts-above3\x00"
+CONTEXT_KIND = "above3"
+"""entropy.contexts.kind: the context of a symbol is the three symbols above it (entropy.py)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class Manifest:
     modes: tuple[str, ...]
     precision: int
     frequencies: tuple[tuple[int, ...], ...]
+    """Static tables: one per latent channel."""
+    context_frequencies: tuple[tuple[tuple[int, ...], ...], ...] = ()
+    """Optional context tables: per latent channel, one per context of the symbols above (entropy.py)."""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
@@ -70,6 +76,10 @@ class Manifest:
     @property
     def selective(self) -> bool:
         return "sc" in self.modes
+
+    def entropy_tables(self, channels: int) -> tuple[tuple[Any, ...], ...]:
+        """The tables that code the first `channels` latent channels: the context tables where there are any."""
+        return (self.context_frequencies or self.frequencies)[:channels]
 
     @property
     def points(self) -> tuple[RatePoint, ...]:
@@ -103,6 +113,11 @@ class Manifest:
         digest.update(struct.pack("<I", self.precision))
         for row in self.frequencies:
             digest.update(struct.pack(f"<{levels}I", *row))
+        if self.context_frequencies:
+            digest.update(_CONTEXT_TAG)
+            for channel in self.context_frequencies:
+                for row in channel:
+                    digest.update(struct.pack(f"<{levels}I", *row))
         if self.selective:
             digest.update(struct.pack("<2I", len(self.classes), self.label_downsampling))
         return digest
@@ -186,6 +201,7 @@ def _parse(directory: Path, data: Any) -> Manifest:
     for row in frequencies:
         if len(row) != len(centres) or min(row) < 1 or sum(row) != 1 << precision:
             raise ValueError(f"each frequency table needs {len(centres)} integers >= 1 summing to 2**{precision}")
+    context_frequencies = _context_tables(entropy, channels, len(centres), precision) if "contexts" in entropy else ()
     rate_points, default_rate_point = _rate_points(data, channels)
     return Manifest(
         directory=directory,
@@ -200,6 +216,7 @@ def _parse(directory: Path, data: Any) -> Manifest:
         modes=modes,
         precision=precision,
         frequencies=frequencies,
+        context_frequencies=context_frequencies,
         training=_typed(data, "training", dict) if "training" in data else {},
         metrics=_typed(data, "metrics", dict) if "metrics" in data else {},
         classes=classes,
@@ -207,6 +224,29 @@ def _parse(directory: Path, data: Any) -> Manifest:
         rate_points=rate_points,
         default_rate_point=default_rate_point,
     )
+
+
+def _context_tables(
+    entropy: dict[str, Any], channels: int, levels: int, precision: int
+) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """entropy.contexts: per channel, one table per context of the symbols above (`context_count(levels)`)."""
+    contexts = _typed(entropy, "contexts", dict)
+    if _typed(contexts, "kind", str) != CONTEXT_KIND:
+        raise ValueError(f"entropy.contexts.kind must be {CONTEXT_KIND!r}")
+    tables = _typed(contexts, "frequencies", list)
+    if len(tables) != channels or any(
+        not isinstance(channel, list) or len(channel) != context_count(levels) for channel in tables
+    ):
+        raise ValueError(f"entropy.contexts.frequencies needs {context_count(levels)} tables per latent channel")
+    parsed = tuple(
+        tuple(tuple(_check(f, int, "a frequency") for f in _check(row, list, "a frequency table")) for row in channel)
+        for channel in tables
+    )
+    for channel in parsed:
+        for row in channel:
+            if len(row) != levels or min(row) < 1 or sum(row) != 1 << precision:
+                raise ValueError(f"each context table needs {levels} integers >= 1 summing to 2**{precision}")
+    return parsed
 
 
 def _rate_points(data: dict[str, Any], channels: int) -> tuple[tuple[RatePoint, ...], str]:

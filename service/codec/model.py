@@ -74,8 +74,7 @@ class Model:
 
     def _select(self, point: RatePoint) -> None:
         self.point = point
-        tables = [list(row) for row in self.manifest.frequencies[: point.channels]]
-        self.entropy = EntropyCoder(tables, self.manifest.precision)
+        self.entropy = EntropyCoder(self.manifest.entropy_tables(point.channels), self.manifest.precision)
         self.fingerprint = self.manifest.fingerprint(point)
 
     def at_rate(self, point: RatePoint) -> Model:

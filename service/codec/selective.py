@@ -15,7 +15,7 @@ def encode_kept(coder: EntropyCoder, symbols: np.ndarray, keep: np.ndarray) -> b
     """Symbols (channels, rows, columns) and the mask (rows, columns) -> payload: the mask, then kept symbols."""
     encoder = constriction.stream.queue.RangeEncoder()
     MASK_MODEL.encode(encoder, keep.astype(np.uint8))
-    coder.write(encoder, symbols[:, keep])
+    coder.write(encoder, symbols, keep)
     return to_payload(encoder)
 
 
@@ -24,8 +24,7 @@ def decode_kept(coder: EntropyCoder, payload: bytes, rows: int, columns: int) ->
     decoder = open_payload(payload)
     with invalid_data_is_corrupt():
         keep = MASK_MODEL.decode(decoder, rows, columns).astype(bool)
-    symbols = np.zeros((coder.channels, rows, columns), dtype=np.uint8)
-    symbols[:, keep] = coder.read(decoder, int(keep.sum()))
+    symbols = coder.read(decoder, keep)
     check_exhausted(decoder)
     return keep, symbols
 

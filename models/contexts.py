@@ -1,0 +1,96 @@
+"""Fit a model's context tables to the symbols its encoder gives on training images.
+
+    python -m models.contexts service/zoo/gc-small                       # CamVid train, photos 000-029
+    python -m models.contexts service/zoo/gc-small --extra-data data/fhd  # and another folder of photos
+    python -m models.contexts service/zoo/sc-small --camvid               # SC: CamVid's train split
+
+The latent's neighbouring cells are correlated, so coding each symbol under a table chosen by the three
+symbols above it (service/codec/entropy.py) takes fewer bits than one table per channel. The exported graphs
+run through the service's own pipeline on each image (downscaled to at most --max-pixels), every channel's
+symbols are counted per context, and the counts are smoothed towards the channel's static table (contexts
+seldom seen borrow its shape) and written into the manifest (entropy.contexts), which changes the model's
+fingerprint. Only training images are counted: the held-out photos and camvid/val stay unseen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from models.data import labelled_files, load_rgb, training_sources
+from service.codec.entropy import context_count, integer_frequencies, symbol_contexts
+from service.codec.manifest import CONTEXT_KIND, MANIFEST_NAME, load_manifest
+from service.codec.model import Model
+from service.codec.pipeline import encode_tiled, latent_size, quantise
+
+PRIOR_WEIGHT = 8.0
+"""How many symbols' worth of the channel's static table each context starts from."""
+
+
+def count_contexts(model: Model, images: list[np.ndarray]) -> np.ndarray:
+    """Counts (channels, contexts, levels) of every latent channel's symbols by context over `images`."""
+    manifest = model.manifest
+    levels = len(manifest.centres)
+    counts = np.zeros((manifest.latent_channels, context_count(levels), levels))
+    for pixels in images:
+        rows, columns = latent_size(pixels.shape[1], pixels.shape[0], manifest.downsampling)
+        symbols = quantise(encode_tiled(pixels, model, rows, columns), model.centres)
+        for channel, channel_symbols in zip(counts, symbols, strict=True):
+            np.add.at(channel, (symbol_contexts(channel_symbols, levels), channel_symbols), 1)
+    return counts
+
+
+def context_tables(counts: np.ndarray, static: np.ndarray, precision: int) -> np.ndarray:
+    """Integer tables from counts (channels, contexts, levels), smoothed towards the static (channels, levels)."""
+    prior = static / static.sum(axis=-1, keepdims=True)
+    smoothed = counts + PRIOR_WEIGHT * prior[:, None, :]
+    return integer_frequencies(smoothed / smoothed.sum(axis=-1, keepdims=True), precision)
+
+
+def fit(model_dir: Path, images: list[np.ndarray]) -> dict[str, float]:
+    """Write context tables into `model_dir`'s manifest; returns the modelled bits per pixel before and after."""
+    manifest = load_manifest(model_dir)
+    model = Model(manifest)
+    counts = count_contexts(model, images)
+    static = np.asarray(manifest.frequencies, dtype=np.float64)
+    tables = context_tables(counts, static, manifest.precision)
+    pixels = sum(image.shape[0] * image.shape[1] for image in images)
+    k = manifest.default_point.channels
+    before = -(counts[:k] * np.log2(static[:k, None, :] / (1 << manifest.precision))).sum() / pixels
+    after = -(counts[:k] * np.log2(tables[:k] / (1 << manifest.precision))).sum() / pixels
+    path = model_dir / MANIFEST_NAME
+    data = json.loads(path.read_text())
+    data["entropy"]["contexts"] = {"kind": CONTEXT_KIND, "frequencies": tables.tolist()}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    load_manifest(model_dir)
+    return {"images": len(images), "default_channels": k, "bpp_static": before, "bpp_contexts": after}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--extra-data", type=Path, action="append", default=[], help="another folder of photos")
+    parser.add_argument("--camvid", action="store_true", help="count CamVid's train frames instead of the photos")
+    parser.add_argument("--max-pixels", type=int, default=1_500_000, help="downscale larger images to this")
+    args = parser.parse_args(argv)
+    if args.camvid:
+        files = [image for image, _ in labelled_files("train")]
+    else:
+        files = [path for paths in training_sources(extra=args.extra_data).values() for path in paths]
+    images = [_load(path, args.max_pixels) for path in files]
+    print(json.dumps(fit(args.model_dir, images), indent=1))
+
+
+def _load(path: Path, max_pixels: int) -> np.ndarray:
+    with Image.open(path) as image:
+        width, height = image.size
+    scale = min(1.0, (max_pixels / (width * height)) ** 0.5)
+    return load_rgb(path, max_side=int(max(width, height) * scale))
+
+
+if __name__ == "__main__":
+    main()
