@@ -2,8 +2,9 @@
 
 A seed holds what the shipped model does not: the discriminator (half precision), the entropy model's
 logits, the step count and the configuration. The encoder's and generator's averaged weights are read back
-from the shipped ONNX graphs, whose initialisers keep PyTorch's parameter names, so the weights live in git
-once, and a seed only resumes from the very graphs it was written beside (their sha256 is checked).
+from the shipped ONNX graphs, whose initialisers are named after PyTorch's parameters (stored in float16, as
+the shipped model computes with them), so the weights live in git once, and a seed only resumes from the very
+graphs it was written beside (their sha256 is checked).
 
 `warm_start` starts a run of one configuration from another's weights, e.g. a selective (SC) model from a trained
 GC model of the same widths: every tensor of matching shape is copied, and layers whose inputs grew (the
@@ -25,6 +26,8 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+HALF_SUFFIX = ".float16"
+"""Graph files store each float32 weight as a float16 initialiser of the parameter's name plus this suffix."""
 SEED_KEYS = ("config", "step", "hours", "data")
 OPTIONAL_SEED_KEYS = ("warm_start",)
 
@@ -50,7 +53,10 @@ def onnx_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     weights = {}
     for graph in ("encoder", "generator"):
         for tensor in onnx.load(str(model_dir / f"{graph}.onnx")).graph.initializer:
-            weights[f"{graph}.{tensor.name}"] = torch.from_numpy(numpy_helper.to_array(tensor).copy())
+            weight = torch.from_numpy(numpy_helper.to_array(tensor).copy())
+            if tensor.name.endswith(HALF_SUFFIX):
+                weight = weight.float()
+            weights[f"{graph}.{tensor.name.removesuffix(HALF_SUFFIX)}"] = weight
     return weights
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.checkpoint import load_checkpoint
+from models.checkpoint import HALF_SUFFIX, load_checkpoint
 from models.codec import GenerativeCodec, label_map
 from models.config import ExperimentConfig
 
@@ -31,6 +31,27 @@ OPSET = 18
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _store_half_precision(path: Path) -> None:
+    """Rewrite a graph file with its float32 weights stored as float16, each cast back to float32 by a Cast node
+    that keeps the parameter's name: half the bytes in git, float32 arithmetic (onnxruntime folds the casts when
+    it loads the graph)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    casts = []
+    for tensor in model.graph.initializer:
+        if tensor.data_type == onnx.TensorProto.FLOAT:
+            stored = tensor.name + HALF_SUFFIX
+            casts.append(helper.make_node("Cast", [stored], [tensor.name], to=onnx.TensorProto.FLOAT))
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), stored))
+    nodes = casts + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def _export_graph(module: nn.Module, inputs: dict[str, torch.Tensor], path: Path, output_name: str) -> None:
@@ -79,10 +100,18 @@ def export_model(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
-    """Write encoder.onnx, generator.onnx and manifest.json into `out_dir`; returns the manifest's path."""
+    """Write encoder.onnx, generator.onnx and manifest.json into `out_dir`; returns the manifest's path.
+
+    The graphs store their weights in float16 (_store_half_precision); the codec's own weights are rounded the
+    same way first, so that it computes what the graphs compute (measured on the held-out photos: within
+    0.01 dB of the float32 weights, docs/training.md).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     config = codec.config
     codec = codec.eval().float()
+    with torch.no_grad():
+        for parameter in [*codec.encoder.parameters(), *codec.generator.parameters()]:
+            parameter.copy_(parameter.half().float())
     side = 4 * config.downsampling
     image = torch.rand(1, 3, side, side)
     latent = torch.zeros(1, config.latent_channels + config.noise_channels, 4, 4)
@@ -90,6 +119,8 @@ def export_model(
     with torch.no_grad():
         _export_graph(codec.encoder, {"image": image}, out_dir / "encoder.onnx", "latent")
         _export_graph(codec.generator, example, out_dir / "generator.onnx", "image")
+    for name in ("encoder", "generator"):
+        _store_half_precision(out_dir / f"{name}.onnx")
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": SELECTIVE_MANIFEST_VERSION if config.selective else MANIFEST_VERSION,
