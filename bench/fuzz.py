@@ -63,7 +63,7 @@ from service.codec import (
     unpack,
 )
 from service.codec.container import Header, pack
-from service.codec.entropy import EntropyCoder
+from service.codec.entropy import EntropyCoder, context_count, integer_frequencies
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_SIZES = ((1, 1), (2, 31), (16, 16), (17, 33), (48, 64), (5, 200), (96, 128))
@@ -356,6 +356,13 @@ def _generate_only(seed: int, examples: int) -> Callable[[Callable[..., None]], 
     return lambda test: hypothesis_seed(seed)(configure(test))
 
 
+def _skewed_context_tables(channels: int = 2, levels: int = 5) -> np.ndarray:
+    """Context tables (entropy.py), each context's table drawn skewed, so the row-by-row decoder is fuzzed too."""
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.full(levels, 0.3), size=(channels, context_count(levels)))
+    return integer_frequencies(probabilities, 16)
+
+
 def run_chunk(args: argparse.Namespace) -> dict[str, Any]:
     """One run of --examples bitstreams and --payload-examples payloads from hypothesis seed --seed, summarised."""
     workdir = Path(tempfile.mkdtemp(prefix="gancodec-fuzz-"))
@@ -365,6 +372,7 @@ def run_chunk(args: argparse.Namespace) -> dict[str, Any]:
     for data in seeds:  # the seeds themselves must decode
         assert judge(data, registry, args.max_pixels) == "decoded"
     coders = [models[0].entropy, EntropyCoder([[60000, 2000, 1000, 1536, 1000], [1, 1, 65532, 1, 1]], 16)]
+    coders.append(EntropyCoder(_skewed_context_tables(), 16))
     if args.memory_limit_mb:
         limit = args.memory_limit_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
