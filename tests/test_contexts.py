@@ -14,6 +14,7 @@ from models.contexts import fit
 from service.codec import InvalidModel, Registry, load_manifest
 from service.codec.model import Model
 from service.codec.pipeline import compress, decompress
+from tests.selective_support import street_labels
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,16 @@ def test_invalid_context_tables_are_refused(
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InvalidModel, match=message):
         load_manifest(copy)
+
+
+def test_sc_fit_counts_the_kept_cells_and_sc_files_round_trip(
+    sc_model_dir: Path, tmp_path: Path, make_image: Callable[..., np.ndarray]
+) -> None:
+    copy = shutil.copytree(sc_model_dir, tmp_path / "sc-tiny")
+    images = [make_image(96, 128, seed) for seed in range(2)]
+    result = fit(copy, images, [street_labels(96, 128)] * 2, ["road", "sky"])
+    assert result["bpp_contexts"] <= result["bpp_static"] + 1e-3
+    model = Model(load_manifest(copy))
+    image = make_image(96, 128, 7)
+    data = compress(image, model, labels=street_labels(96, 128), synthesize=["road", "sky"])
+    assert decompress(data, Registry([model])).shape == image.shape
