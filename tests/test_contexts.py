@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from selective_support import street_labels
 
 from models.contexts import fit
 from service.codec import InvalidModel, Registry, load_manifest
 from service.codec.model import Model
 from service.codec.pipeline import compress, decompress
-from tests.selective_support import street_labels
 
 
 @pytest.fixture(scope="module")
