@@ -14,6 +14,7 @@ that decides them: a re-run after a new model measures only that model. How to r
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -27,6 +28,7 @@ from bench import analysis, codecs, criteria, images, plots, reporting, results,
 from bench.cache import PointCache
 from bench.runner import Evaluator, Learned, classical_subjects, ours_subjects
 from service.codec import Registry, RuntimeOptions, UnknownModel
+from service.codec.manifest import MANIFEST_NAME
 
 DEFAULT_OUT = Path("docs/evaluation")
 
@@ -51,6 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument("--sheets", type=int, default=1, help="comparison sheets per set (default 1; 0: none)")
     out.add_argument("--sheet-model", help="rate point shown on the sheets (default: the default one)")
     out.add_argument("--crop", default=sheet.DEFAULT_CROP, help=f"sheet crop WxH, centred ({sheet.DEFAULT_CROP})")
+    out.add_argument(
+        "--record-in-manifests",
+        action="store_true",
+        help="write each evaluated rate point's means into its model's manifest.json (metrics: not fingerprinted)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime and torch threads (0: their default)")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
@@ -114,6 +121,26 @@ def make_sheets(
     return made
 
 
+def record_in_manifests(record: dict[str, Any], registry: Registry) -> list[Path]:
+    """Write every evaluated rate point's means per set into its model's manifest (a rate point's `metrics`, or
+    the manifest's own for a single-rate model), with the command that measured them; returns the files."""
+    keys = ("images", "bpp", "psnr", "ms_ssim", "swd", "spectrum_error_db")
+    written = []
+    for model_id in record["models"]:
+        manifest = registry.get(model_id).manifest
+        path = manifest.directory / MANIFEST_NAME
+        data = json.loads(path.read_text())
+        entry = next((p for p in data.get("rate_points", []) if p["id"] == model_id), data)
+        metrics = entry.setdefault("metrics", {})
+        for set_name, measured in record["sets"].items():
+            curve = next(c for c in measured["curves"]["ours"] if c["setting"] == model_id)
+            metrics[set_name.replace("-", "_")] = {key: curve[key] for key in keys}
+        metrics["source"] = f"docs/evaluation/results.json ({record['command']})"
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        written.append(path)
+    return sorted(set(written))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     log = (lambda _: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
@@ -164,6 +191,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results.write_json(record, args.out / "results.json")
     (args.out / "summary.md").write_text(summary.summary_markdown(record))
     log("\n".join(criteria.as_text(found, default)))
+    if args.record_in_manifests:
+        log(f"metrics written into {', '.join(map(str, record_in_manifests(record, registry)))}")
     log(f"{evaluator.measured} points measured, {evaluator.reused} from the cache; results in {args.out}")
     return record
 

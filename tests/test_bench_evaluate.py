@@ -14,6 +14,7 @@ pytest.importorskip("matplotlib", reason="pip install -e '.[bench]'")
 
 from bench import evaluate
 from bench.random_models import export_random_model
+from service.codec import load_manifest
 
 
 @pytest.fixture()
@@ -99,6 +100,7 @@ def test_every_rate_point_is_evaluated_and_the_default_marked(tmp_path: Path, ma
         [
             str(images), "--held-out", "030-039", "--model-dir", str(zoo.parent), "--no-zoo", "--out", str(out),
             "--codec", "jpeg", "--crop", "64x48", "--no-learned", "--quiet", "--threads", "1", "--no-cache",
+            "--record-in-manifests",
         ]
     )  # fmt: skip
     assert set(record["models"]) == {"gc-nested-c2", "gc-nested-c4", "gc-nested-c8"}
@@ -112,6 +114,9 @@ def test_every_rate_point_is_evaluated_and_the_default_marked(tmp_path: Path, ma
     assert data["sheets"][0]["model"] == "gc-nested-c4"
     assert {c["set"] for c in record["criteria"]} == {"photos-030-039"}
     assert "**gc-nested-c4** (default)" in (out / "summary.md").read_text()
+    recorded = {point.id: point.metrics for point in load_manifest(zoo).rate_points}
+    assert recorded["gc-nested-c4"]["photos_030_039"]["bpp"] == ours[1]["bpp"]
+    assert "--record-in-manifests" in recorded["gc-nested-c8"]["source"]
 
 
 def test_select_spreads_a_limit_over_the_set() -> None:
