@@ -28,7 +28,7 @@ from bench import analysis, codecs, criteria, images, plots, reporting, results,
 from bench.cache import PointCache
 from bench.runner import Evaluator, Learned, classical_subjects, ours_subjects
 from service.codec import Registry, RuntimeOptions, UnknownModel
-from service.codec.manifest import MANIFEST_NAME
+from service.codec.manifest import MANIFEST_NAME, manifest_text
 
 DEFAULT_OUT = Path("docs/evaluation")
 
@@ -136,7 +136,7 @@ def record_in_manifests(record: dict[str, Any], registry: Registry) -> list[Path
             curve = next(c for c in measured["curves"]["ours"] if c["setting"] == model_id)
             metrics[set_name.replace("-", "_")] = {key: curve[key] for key in keys}
         metrics["source"] = f"docs/evaluation/results.json ({record['command']})"
-        path.write_text(json.dumps(data, indent=1) + "\n")
+        path.write_text(manifest_text(data))
         written.append(path)
     return sorted(set(written))
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from models.data import labelled_files, load_labels, load_rgb, training_sources
 from service.codec.entropy import context_count, integer_frequencies, symbol_contexts
-from service.codec.manifest import CONTEXT_KIND, MANIFEST_NAME, load_manifest
+from service.codec.manifest import CONTEXT_KIND, MANIFEST_NAME, load_manifest, manifest_text
 from service.codec.model import Model
 from service.codec.pipeline import encode_tiled, latent_size, quantise
 from service.codec.selection import select
@@ -81,7 +81,7 @@ def fit(
     path = model_dir / MANIFEST_NAME
     data = json.loads(path.read_text())
     data["entropy"]["contexts"] = {"kind": CONTEXT_KIND, "frequencies": tables.tolist()}
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    path.write_text(manifest_text(data))
     load_manifest(model_dir)
     return {"images": len(images), "default_channels": k, "bpp_static": before, "bpp_contexts": after}
 

@@ -21,6 +21,7 @@ from torch import nn
 from models.checkpoint import HALF_SUFFIX, load_checkpoint
 from models.codec import GenerativeCodec, label_map
 from models.config import ExperimentConfig
+from service.codec.manifest import manifest_text
 
 MANIFEST_FORMAT = "gancodec-model"
 MANIFEST_VERSION = 1
@@ -147,7 +148,7 @@ def export_model(
             "default_rate_point": rate_point_id(model_id, config.default_channels or config.latent_channels),
         }
     path = out_dir / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    path.write_text(manifest_text(manifest))
     return path
 
 

@@ -143,6 +143,18 @@ def load_manifest(directory: Path) -> Manifest:
     return manifest
 
 
+_NUMERIC_ARRAY = re.compile(r"\[[-+0-9.eE,\s\[\]]*\]")
+
+
+def manifest_text(data: dict[str, Any]) -> str:
+    """manifest.json's text: indented for reading, each array of numbers (frequency tables, context tables,
+    centres) on one line, so that thousands of table entries do not become thousands of lines."""
+    indented = json.dumps(data, indent=1)
+    return (
+        _NUMERIC_ARRAY.sub(lambda match: json.dumps(json.loads(match.group()), separators=(",", ":")), indented) + "\n"
+    )
+
+
 def sha256_file(path: Path) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
