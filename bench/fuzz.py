@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import faulthandler
 import functools
 import json
@@ -62,7 +63,7 @@ from service.codec import (
     load_manifest,
     unpack,
 )
-from service.codec.container import Header, pack
+from service.codec.container import pack
 from service.codec.entropy import EntropyCoder, context_count, integer_frequencies
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,8 +169,7 @@ def apply(data: bytes, operation: tuple, seeds: Sequence[bytes]) -> bytes:
 def resized(data: bytes, width: int, height: int) -> bytes:
     """The same payload under a header claiming another size (a forged file that passes the checksum)."""
     bitstream = unpack(data, sys.maxsize)
-    header = bitstream.header
-    return pack(Header(header.model_id, header.fingerprint, width, height, header.mode, header.seed), bitstream.payload)
+    return pack(dataclasses.replace(bitstream.header, width=width, height=height), bitstream.payload, bitstream.labels)
 
 
 def fix_crc(data: bytes) -> bytes:

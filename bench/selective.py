@@ -119,7 +119,7 @@ def measure_frame(
 
 
 def label_panel(selection: Selection, model: Model, height: int, width: int) -> np.ndarray:
-    """The label map as the SC file carries it (each block's majority class), in CamVid's colours, with the
+    """The label map as the SC file carries it (service/codec/selection.py: block_labels), in CamVid's colours, with the
     preserved latent cells darkened: bright regions are the ones the generator paints from the labels alone."""
     manifest = model.manifest
     ratio = manifest.label_downsampling
@@ -204,8 +204,8 @@ def report(frames: list[Frame], gc: Model, sc: Model, synthesize: list[str], com
             f"{s['kept_cells']:.1%}. The SC model's own GC file is {s['sc_as_gc_bytes']:.0f} bytes.",
             f"- Size: SC / GC = {s['size_ratio_of_means']:.3f} (mean of per-frame ratios {s['mean_size_ratio']:.3f}); "
             f"target at most {MAX_SIZE_RATIO}: {'met' if size_ok else 'not met'}.",
-            f"- Preserved PSNR: SC loses {s['psnr_loss']:.2f} dB against GC (worst frame {s['worst_psnr_loss']:.2f} "
-            f"dB); target at most {MAX_PSNR_LOSS_DB} dB: {'met' if psnr_ok else 'not met'}.",
+            f"- Preserved PSNR: SC loses {s['psnr_loss']:.2f} dB against GC (negative: SC is better; worst frame "
+            f"{s['worst_psnr_loss']:.2f} dB); target at most {MAX_PSNR_LOSS_DB} dB: {'met' if psnr_ok else 'not met'}.",
             f"- Both criteria: **{verdict}**.",
             "",
             "Per frame: results.csv. Sheet: sheet.png (original, GC, SC, the label map as coded).",

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from models.config import ModelConfig
 from models.networks import Encoder, Generator
 from models.quantizer import ChannelEntropyModel, Quantizer
+from service.codec.selection import KEPT_FRACTION
 
 
 @dataclass
@@ -35,16 +36,19 @@ class CodecOutput:
 
 
 def latent_mask(keep: Tensor, factor: int) -> Tensor:
-    """A latent cell is kept when any pixel of its block is: pixels marked for keeping are never synthesised."""
-    return F.max_pool2d(keep, factor)
+    """(B, 1, H, W) in {0, 1} -> the blocks more than KEPT_FRACTION of whose pixels are kept, in {0, 1}."""
+    return (F.avg_pool2d(keep, factor) > KEPT_FRACTION).float()
 
 
-def label_map(ids: Tensor, classes: int, factor: int) -> Tensor:
+def label_map(ids: Tensor, classes: int, factor: int, keep: Tensor | None = None) -> Tensor:
     """Class ids (B, H, W) -> one-hot (B, classes, H/factor, W/factor) of each block's majority class, ties to
-    the lowest id; -1 marks a withheld label map, which becomes all zeros (no class)."""
+    the lowest id, among the kept pixels of a kept block (`keep` (B, 1, H, W); None: nothing kept); -1 marks a
+    withheld label map, which becomes all zeros (no class)."""
     present = (ids >= 0).unsqueeze(1)
     onehot = F.one_hot(ids.clamp(min=0), classes).permute(0, 3, 1, 2).float() * present
     counts = F.avg_pool2d(onehot, factor)
+    if keep is not None:
+        counts = torch.where(latent_mask(keep, factor).bool(), F.avg_pool2d(onehot * keep, factor), counts)
     majority = F.one_hot(counts.argmax(dim=1), classes).permute(0, 3, 1, 2).float()
     return majority * (counts.amax(dim=1, keepdim=True) > 0)
 
@@ -108,4 +112,4 @@ class GenerativeCodec(nn.Module):
         if labels is None:
             labels = torch.full((batch, height, width), -1, dtype=torch.long, device=image.device)
         kept = latent_mask(keep, self.config.downsampling)
-        return kept, label_map(labels, len(self.config.classes), self.config.label_downsampling)
+        return kept, label_map(labels, len(self.config.classes), self.config.label_downsampling, keep)

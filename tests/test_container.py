@@ -72,6 +72,18 @@ def test_selective_mode_needs_version_2_and_labels_need_selective_mode():
         pack(HEADER, PAYLOAD, labels=b"")
 
 
+def test_a_mask_coded_from_the_label_map_is_flagged_and_needs_the_map():
+    header = Header("sc-small-c8", bytes(8), 480, 360, Mode.SC, mask_from_labels=True)
+    data = pack(header, PAYLOAD, b"labels")
+    assert data[4] == 0x61 and unpack(data, CAP).header == header
+    with pytest.raises(ValueError, match="needs the label map"):
+        pack(header, PAYLOAD)
+    forged = bytearray(pack(Header("sc-small-c8", bytes(8), 480, 360, Mode.SC), PAYLOAD))
+    forged[4] |= 0x40
+    with pytest.raises(CorruptBitstream, match="does not carry"):
+        unpack(_recrc(bytes(forged)), CAP)
+
+
 def test_truncated_label_map_says_truncated():
     data = pack(Header("m", bytes(8), 16, 16, Mode.SC), PAYLOAD, bytes(300))
     with pytest.raises(CorruptBitstream, match="the label map needs 300 bytes"):

@@ -98,9 +98,22 @@ def test_synthesised_classes_are_not_coded(sc_model, make_image):
     assert compress(pixels, sc_model, labels=labels, synthesize=[f"{ROAD},{SKY}"]) == selective
     assert len(selective) < 0.5 * len(labels_only)
     selection = select(sc_model.manifest, (360, 480), (23, 30), labels=labels, synthesize=["road", "sky"])
-    # Every block holding a pixel of the car (rows 120-239: blocks 7-14, columns 160-319: 10-19) is kept.
+    # Every block more than 1/16 of which is car (rows 120-239: blocks 7-14, columns 160-319: 10-19) is kept.
     assert selection.keep[7:15, 10:20].all() and selection.keep.sum() == 8 * 10
     assert unpack(selective, 480 * 360).label_bytes == unpack(labels_only, 480 * 360).label_bytes > 0
+
+
+def test_a_mask_made_from_classes_is_coded_from_the_label_map(sc_model, make_image):
+    pixels, labels = make_image(360, 480), street_labels(360, 480)
+    selective = unpack(compress(pixels, sc_model, labels=labels, synthesize=["road", "sky"]), 480 * 360)
+    assert selective.header.mask_from_labels
+    free_mask = np.zeros((360, 480), dtype=bool)
+    free_mask[50:300, 70:400] = True  # a box the labels know nothing of: coded from its neighbours
+    boxed = compress(pixels, sc_model, mask=free_mask, labels=labels)
+    assert not unpack(boxed, 480 * 360).header.mask_from_labels
+    registry = Registry([sc_model])
+    decoded = decompress(boxed, registry)
+    assert decoded.shape == (360, 480, 3)
 
 
 def test_mask_alone_carries_no_label_map(sc_model, make_image):

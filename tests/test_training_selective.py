@@ -19,7 +19,7 @@ from models.export import export_model, onnx_parity
 from models.masks import connected_components, draw_mask
 from models.networks import MultiScaleDiscriminator
 from models.train import Trainer
-from service.codec.selection import majority
+from service.codec.selection import block_labels, kept_blocks
 
 SC_TINY = CONFIGS["sc-tiny"]
 CAMVID = labelled_files("train")[:3]
@@ -78,13 +78,32 @@ def test_label_map_and_mask_match_the_runtime(factor: int) -> None:
     rng = np.random.default_rng(factor)
     ids = rng.integers(0, 4, size=(48, 64))
     ids[:16, :16] = 2  # a block with a clear majority, beside blocks full of ties
-    onehot = label_map(torch.from_numpy(ids)[None], 12, factor)
-    assert torch.equal(onehot.argmax(dim=1)[0], torch.from_numpy(majority(ids, factor).astype(np.int64)))
-    assert torch.equal(onehot.sum(dim=1), torch.ones(1, 48 // factor, 64 // factor))
+    keep = rng.random((48, 64)) < rng.random((48 // factor, 64 // factor)).repeat(factor, 0).repeat(factor, 1) / 4
+    keep_tensor = torch.from_numpy(keep).float()[None, None]
+    for kept in (None, keep_tensor):
+        onehot = label_map(torch.from_numpy(ids)[None], 12, factor, kept)
+        runtime = block_labels(ids, keep if kept is not None else np.zeros_like(keep), factor)
+        assert torch.equal(onehot.argmax(dim=1)[0], torch.from_numpy(runtime.astype(np.int64)))
+        assert torch.equal(onehot.sum(dim=1), torch.ones(1, 48 // factor, 64 // factor))
+    assert torch.equal(latent_mask(keep_tensor, factor)[0, 0].bool(), torch.from_numpy(kept_blocks(keep, factor)))
+    assert 0 < kept_blocks(keep, factor).sum() < kept_blocks(keep, factor).size
     assert not label_map(torch.full((1, 32, 32), -1), 12, factor).any()
-    keep = torch.zeros(1, 1, 48, 64)
-    keep[0, 0, 17, 40] = 1
-    assert latent_mask(keep, 16)[0, 0].nonzero().tolist() == [[1, 2]]
+
+
+def test_a_block_is_kept_when_more_than_a_sixteenth_of_its_pixels_are() -> None:
+    keep = torch.zeros(1, 1, 32, 48)
+    keep[0, 0, 0, :16] = 1  # 16 of 256 pixels: painted
+    keep[0, 0, 16:, 16:33] = 1  # 16 rows of 17 pixels, across two blocks: 256 and 16 pixels
+    keep[0, 0, 16, 40] = 1  # one more in the third block: 17 pixels, kept
+    assert latent_mask(keep, 16)[0, 0].tolist() == [[0, 0, 0], [0, 1, 1]]
+
+
+def test_a_kept_block_is_labelled_with_its_kept_pixels_majority() -> None:
+    ids = np.full((16, 16), 3)  # road
+    ids[:, :2] = 8  # a car's edge: 32 of 256 pixels
+    keep = ids == 8
+    assert block_labels(ids, keep, 16).tolist() == [[8]]
+    assert block_labels(ids, np.zeros_like(keep), 16).tolist() == [[3]]
 
 
 @pytest.mark.parametrize("label_downsampling", [16, 8])

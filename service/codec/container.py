@@ -3,8 +3,9 @@
 Parsing validates every field against the bytes actually present and the caller's pixel cap before anything
 the header claims is allocated; every malformed input raises CorruptBitstream with a message saying what is wrong.
 
-Version 2 adds selective compression (SC): mode 1, and an optional label-map section before the payload. A file
-is written with the lowest version that can hold it, so GC files stay version 1, byte for byte.
+Version 2 adds selective compression (SC): mode 1, and an optional label-map section before the payload (and a
+flag saying the payload's mask was coded from that label map). A file is written with the lowest version that can
+hold it, so GC files stay version 1, byte for byte.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MODE_MASK = 0x0F
 _SEED_FLAG = 0x10
 _LABELS_FLAG = 0x20
-_RESERVED_FLAGS = {VERSION: 0xE0, SELECTIVE_VERSION: 0xC0}
+_MASK_FROM_LABELS_FLAG = 0x40
+_RESERVED_FLAGS = {VERSION: 0xE0, SELECTIVE_VERSION: 0x80}
 
 
 class Mode(IntEnum):
@@ -52,6 +54,8 @@ class Header:
     mode: Mode = Mode.GC
     seed: int | None = None
     """Seed of the generator's noise channels (u32); present only for models with noise channels."""
+    mask_from_labels: bool = False
+    """SC with a label map: the payload's preservation mask is coded with the labels as its context."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,15 @@ def pack(header: Header, payload: bytes, labels: bytes | None = None) -> bytes:
         raise ValueError(f"image size must be positive, got {header.width}x{header.height}")
     if labels is not None and header.mode is not Mode.SC:
         raise ValueError("only SC files carry a label map")
+    if header.mask_from_labels and labels is None:
+        raise ValueError("a mask coded from the label map needs the label map")
     flags = int(header.mode)
     if header.seed is not None:
         flags |= _SEED_FLAG
     if labels is not None:
         flags |= _LABELS_FLAG
+    if header.mask_from_labels:
+        flags |= _MASK_FROM_LABELS_FLAG
     out = bytearray(MAGIC)
     out += bytes([VERSION if header.mode is Mode.GC else SELECTIVE_VERSION, flags, len(header.model_id)])
     out += header.model_id.encode("ascii")
@@ -119,6 +127,8 @@ def unpack(data: bytes, max_pixels: int) -> Bitstream:
         raise CorruptBitstream(f"coding mode sc needs format version {SELECTIVE_VERSION}, the file says {version}")
     if flags & _LABELS_FLAG and mode is not Mode.SC:
         raise CorruptBitstream("a label map is flagged in a file that is not in mode sc")
+    if flags & _MASK_FROM_LABELS_FLAG and not flags & _LABELS_FLAG:
+        raise CorruptBitstream("the mask is flagged as coded from a label map the file does not carry")
     id_length = reader.byte("model id length")
     model_id = reader.take(id_length, "model id").decode("ascii", errors="replace")
     if not MODEL_ID_PATTERN.fullmatch(model_id):
@@ -141,7 +151,7 @@ def unpack(data: bytes, max_pixels: int) -> Bitstream:
         raise CorruptBitstream(f"{reader.remaining} unexpected bytes after the checksum")
     if zlib.crc32(memoryview(data)[: len(data) - CRC_BYTES]) != stored_crc:
         raise CorruptBitstream("checksum mismatch: the file is corrupt")
-    header = Header(model_id, fingerprint, width, height, mode, seed)
+    header = Header(model_id, fingerprint, width, height, mode, seed, bool(flags & _MASK_FROM_LABELS_FLAG))
     return Bitstream(header=header, payload=payload, size=len(data), labels=labels)
 
 

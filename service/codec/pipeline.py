@@ -80,8 +80,9 @@ def compress(
         return pack(Header(model.id, model.fingerprint, width, height, Mode.GC, seed), model.entropy.encode(symbols))
     seed = zlib.crc32(symbols[:, selection.keep].tobytes()) if manifest.noise_channels else None
     label_section = None if selection.labels is None else encode_labels(selection.labels, len(manifest.classes))
-    header = Header(model.id, model.fingerprint, width, height, Mode.SC, seed)
-    return pack(header, encode_kept(model.entropy, symbols, selection.keep), label_section)
+    payload, mask_from_labels = encode_kept(model.entropy, symbols, selection.keep, selection.labels)
+    header = Header(model.id, model.fingerprint, width, height, Mode.SC, seed, mask_from_labels)
+    return pack(header, payload, label_section)
 
 
 def encode_tiled(pixels: np.ndarray, model: Model, rows: int, columns: int) -> np.ndarray:
@@ -163,10 +164,13 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
         raise CorruptBitstream("the noise seed's presence does not match the model's noise channels")
     rows, columns = latent_size(header.width, header.height, manifest.downsampling)
     if header.mode is Mode.GC:
-        symbols, keep = model.entropy.decode(bitstream.payload, rows, columns), None
+        symbols, keep, ids = model.entropy.decode(bitstream.payload, rows, columns), None, None
         values = model.centres[symbols]
     else:
-        keep, symbols = decode_kept(model.entropy, bitstream.payload, rows, columns)
+        ids = _label_ids(bitstream, model, rows, columns)
+        keep, symbols = decode_kept(
+            model.entropy, bitstream.payload, rows, columns, ids if header.mask_from_labels else None
+        )
         values = model.centres[symbols] * keep
     uncoded = np.zeros((manifest.latent_channels - model.channels, rows, columns), np.float32)
     latent = np.concatenate([values, uncoded])[None]
@@ -176,7 +180,7 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
         )
         latent = np.ascontiguousarray(np.concatenate([latent, noise], axis=1))
     mask = None if keep is None else keep[None, None].astype(np.float32)
-    labels = None if keep is None else _one_hot(bitstream, model, rows, columns)
+    labels = None if keep is None else _one_hot(ids, len(manifest.classes))
     return generate_tiled(model, latent, header.height, header.width, mask, labels)
 
 
@@ -218,14 +222,19 @@ def generate_tiled(
     return pixels
 
 
-def _one_hot(bitstream: Bitstream, model: Model, rows: int, columns: int) -> np.ndarray | None:
-    """The label-map section decoded to the generator's one-hot input (1, classes, h, w); None without one."""
+def _label_ids(bitstream: Bitstream, model: Model, rows: int, columns: int) -> np.ndarray | None:
+    """The label-map section decoded to class ids at the label resolution; None without one."""
     if bitstream.labels is None:
         return None
     manifest = model.manifest
     ratio = manifest.downsampling // manifest.label_downsampling
-    classes = len(manifest.classes)
-    ids = decode_labels(bitstream.labels, rows * ratio, columns * ratio, classes)
+    return decode_labels(bitstream.labels, rows * ratio, columns * ratio, len(manifest.classes))
+
+
+def _one_hot(ids: np.ndarray | None, classes: int) -> np.ndarray | None:
+    """Class ids -> the generator's one-hot input (1, classes, h, w); None without a label map."""
+    if ids is None:
+        return None
     return np.ascontiguousarray(np.eye(classes, dtype=np.float32)[ids].transpose(2, 0, 1)[None])
 
 
