@@ -83,6 +83,11 @@ class TrainConfig:
     """Stage one trains E and G on distortion and rate only; the GAN joins afterwards."""
     mse_weight: float = 150.0
     """Lambda in L_GAN + lambda*MSE, MSE on images in [0, 1] (150 makes it about 1 at 22 dB)."""
+    lowpass_weight: float = 0.0
+    """Weight of a second MSE, between the lowpass_factor x lowpass_factor block means of image and
+    reconstruction: it anchors colour and coarse structure, which the GAN stage otherwise lets drift while it
+    sharpens the fine scales (docs/training.md)."""
+    lowpass_factor: int = 8
     feature_matching_weight: float = 10.0
     gan_weight: float = 1.0
     rate_weight: float = 1.0
@@ -142,6 +147,8 @@ CONFIGS: dict[str, ExperimentConfig] = {
     # No normalisation (instance norm removes each channel's mean, i.e. colour) and a linear bypass, which
     # measured fastest here (docs/training.md); nearest up-sampling + conv leaves no checkerboard. The GAN joins
     # at step 10,500, once the distortion-only validation PSNR had stopped rising (22.84-22.85 dB from 9,000).
+    # The low-pass term joined the first run at step 18,960, when the GAN stage had sharpened the fine scales but
+    # let colour drift (photos 030-039: 8x8-block error up from 6.8 to 11.2 on 0-255, docs/training.md).
     "small": ExperimentConfig(
         name="small",
         model=ModelConfig(
@@ -167,6 +174,7 @@ CONFIGS: dict[str, ExperimentConfig] = {
             distortion_only_steps=10_500,
             checkpoint_minutes=5.0,
             rate_weights=(1.0, 2.0, 3.0, 2.0, 2.0),
+            lowpass_weight=600.0,
         ),
     ),
 }

@@ -38,7 +38,7 @@ from models.networks import MultiScaleDiscriminator
 
 LOG_FIELDS = [
     "step", "hours", "stage", "lr", "mse", "train_psnr", "bpp_model", "bpp_soft", "range",
-    "gan", "feature_matching", "discriminator", "val_psnr", "val_bpp",
+    "gan", "feature_matching", "discriminator", "val_psnr", "val_bpp", "lowpass_mse",
 ]  # fmt: skip
 
 
@@ -61,6 +61,12 @@ def distortion(reconstruction: Tensor, images: Tensor, preserved: Tensor | None)
         return F.mse_loss(reconstruction, images)
     squared = (reconstruction - images).pow(2) * preserved
     return squared.sum() / (preserved.sum() * images.shape[1]).clamp(min=1)
+
+
+def lowpass_distortion(reconstruction: Tensor, images: Tensor, preserved: Tensor | None, factor: int) -> Tensor:
+    """distortion() between factor x factor block means; SC: over the blocks preserved whole."""
+    kept = None if preserved is None else (F.avg_pool2d(preserved, factor) == 1).float()
+    return distortion(F.avg_pool2d(reconstruction, factor), F.avg_pool2d(images, factor), kept)
 
 
 def lsgan_loss(outputs: list[list[Tensor]], target: float) -> Tensor:
@@ -109,6 +115,14 @@ def validate(codec: GenerativeCodec, samples: list[Sample]) -> tuple[float, floa
         bpps.append(out.symbol_bits.item() / (h * w))
     codec.train()
     return float(np.mean(psnrs)), float(np.mean(bpps))
+
+
+def upgrade_log_header(path: Path) -> None:
+    """A log begun before a column was added gets the current header (columns are only ever appended)."""
+    lines = path.read_text().splitlines(keepends=True)
+    header = ",".join(LOG_FIELDS) + "\n"
+    if lines and lines[0].rstrip("\r\n") != header.rstrip("\n"):
+        path.write_text(header + "".join(lines[1:]))
 
 
 @dataclass
@@ -234,14 +248,17 @@ class Trainer:
             out = codec(batch, sample.keep, sample.labels, self.draw_rate_points(batch.shape[0]))
             reconstruction = out.reconstruction.float()
         mse = distortion(reconstruction, batch, out.preserved)
+        lowpass = lowpass_distortion(reconstruction, batch, out.preserved, cfg.lowpass_factor)
         loss = (
             cfg.mse_weight * mse
+            + cfg.lowpass_weight * lowpass
             + cfg.rate_weight * out.soft_bits / pixels
             + out.symbol_bits / pixels
             + cfg.range_weight * out.range_penalty
         )
         logs = {
             "mse": mse.item(),
+            "lowpass_mse": lowpass.item(),
             "bpp_model": out.symbol_bits.item() / pixels,
             "bpp_soft": out.soft_bits.item() / pixels,
             "range": out.range_penalty.item(),
@@ -274,6 +291,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists()
+        if not new_log and self.env.main:
+            upgrade_log_header(log_path)
         started = last_save = time.monotonic()
         clock = time.monotonic()
         with open(log_path, "a", newline="") as log_file:

@@ -18,7 +18,7 @@ from models.data import CropSampler, Sample, to_tensor
 from models.export import export_model, onnx_parity
 from models.networks import NearestUpsampleBlock
 from models.quantizer import ChannelEntropyModel, Quantizer
-from models.train import Trainer, learning_rate
+from models.train import LOG_FIELDS, Trainer, distortion, learning_rate, lowpass_distortion
 
 TINY = CONFIGS["tiny"]
 
@@ -107,6 +107,29 @@ def test_distortion_stage_then_gan_stage_are_logged(tmp_path: Path, make_image: 
     assert [row["stage"] for row in rows] == ["distortion", "gan"]
     assert rows[1]["discriminator"] and rows[1]["feature_matching"]
     assert float(rows[0]["val_psnr"]) > 0
+
+
+def test_lowpass_distortion_compares_block_means_over_whole_preserved_blocks() -> None:
+    images = torch.rand(2, 3, 16, 24)
+    detail = images + 0.1 * torch.tensor([1.0, -1.0]).repeat(12)  # alternating columns: every 8x8 mean unchanged
+    assert lowpass_distortion(detail, images, None, 8).item() == pytest.approx(0.0, abs=1e-10)
+    assert distortion(detail, images, None).item() == pytest.approx(0.01)
+    shifted = images + 0.1
+    assert lowpass_distortion(shifted, images, None, 8).item() == pytest.approx(0.01)
+    preserved = torch.zeros(2, 1, 16, 24)
+    preserved[..., :8, :9] = 1  # one whole block (and a column of the next, which does not count)
+    shifted[..., :8, :8] = images[..., :8, :8]
+    assert lowpass_distortion(shifted, images, preserved, 8).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_a_log_begun_with_fewer_columns_gets_the_current_header(
+    tmp_path: Path, make_image: Callable[..., np.ndarray]
+) -> None:
+    older = ",".join(LOG_FIELDS[:-1])
+    (tmp_path / "log.csv").write_text(f"{older}\n1,0.1,distortion\n")
+    make_trainer(tmp_path, make_image, lowpass_weight=1.0).run(total_steps=2, max_minutes=None)
+    rows = list(csv.DictReader((tmp_path / "log.csv").read_text().splitlines()))
+    assert rows[0]["step"] == "1" and float(rows[1]["lowpass_mse"]) > 0
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path: Path, make_image: Callable[..., np.ndarray]) -> None:
