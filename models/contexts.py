@@ -4,8 +4,8 @@
     python -m models.contexts service/zoo/gc-small --extra-data data/fhd  # and another folder of photos
     python -m models.contexts service/zoo/sc-small --camvid               # SC: CamVid's train split
 
-The latent's neighbouring cells are correlated, so coding each symbol under a table chosen by the three
-symbols above it (service/codec/entropy.py) takes fewer bits than one table per channel. The exported graphs
+The latent's neighbouring cells are correlated, so coding each symbol under a table chosen by its four coded
+neighbours (service/codec/entropy.py) takes fewer bits than one table per channel. The exported graphs
 run through the service's own pipeline on each image (downscaled to at most --max-pixels), every channel's
 symbols are counted per context, and the counts are smoothed towards the channel's static table (contexts
 seldom seen borrow its shape) and written into the manifest (entropy.contexts), which changes the model's

@@ -1,10 +1,11 @@
 """Range coding of the latent's symbols (constriction), each under its channel's table for its context.
 
 A model's manifest holds integer frequency tables: one per channel (static), and optionally, per channel, one
-per context, the three symbols above a position (above-left, above, above-right, each a level or "outside"
-for positions beyond the image or not coded). The latent's neighbouring cells are correlated, and contexts
-from the row above leave every row decodable in one call. A static model is the one-context case and codes
-exactly as before contexts existed, so its files stay readable.
+per context, the four neighbours already coded (above-left, above, above-right and left, each a level or
+"outside" for positions beyond the image or not coded). The latent's neighbouring cells are correlated. So that
+a decoder need not decode one symbol at a time, a contextual stream runs in wavefronts: the cells (i, j) with
+2i + j = t depend only on wavefronts before t, so each wavefront, in every channel at once, decodes in one call.
+A static model is the one-context case and codes channel by channel, row-major, as before contexts existed.
 
 constriction's Categorical takes float probabilities and re-quantises them to its own fixed point; we give it
 freq / 2**precision in float64, which is exact, so encoder and decoder build bit-identical models wherever
@@ -27,23 +28,31 @@ MAX_PRECISION = 24
 
 
 def context_count(levels: int) -> int:
-    """Contexts of a latent with `levels` symbols: three neighbours, each a level or outside."""
-    return (levels + 1) ** 3
-
-
-def row_contexts(above: np.ndarray, levels: int) -> np.ndarray:
-    """Context index of every position of a row from the row above it (`levels` marks outside or not coded);
-    row after row for an array of rows."""
-    base = levels + 1
-    padded = np.pad(above.astype(np.int64), [(0, 0)] * (above.ndim - 1) + [(1, 1)], constant_values=levels)
-    return (padded[..., :-2] * base + padded[..., 1:-1]) * base + padded[..., 2:]
+    """Contexts of a latent with `levels` symbols: four neighbours, each a level or outside."""
+    return (levels + 1) ** 4
 
 
 def symbol_contexts(symbols: np.ndarray, levels: int) -> np.ndarray:
-    """Context index of every position of a (rows, columns) array (`levels` marks not coded), as the coder
-    sees it: from the row above, the first row from outside."""
-    outside = np.full((1, symbols.shape[1]), levels, symbols.dtype)
-    return row_contexts(np.vstack([outside, symbols[:-1]]), levels)
+    """Context index of every position of a (..., rows, columns) array (`levels` marks not coded), as the coder
+    sees it: ((above-left * B + above) * B + above-right) * B + left, B = levels + 1, outside the array `levels`."""
+    base = levels + 1
+    pad = [(0, 0)] * (symbols.ndim - 2) + [(1, 0), (1, 1)]
+    padded = np.pad(symbols.astype(np.int64), pad, constant_values=levels)
+    above = padded[..., :-1, :]
+    left = padded[..., 1:, :-2]
+    return ((above[..., :-2] * base + above[..., 1:-1]) * base + above[..., 2:]) * base + left
+
+
+def wavefronts(keep: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The kept cells of a (rows, columns) mask in coding order: wavefront t = 2 * row + column, t = 0, 1, ...,
+    each wavefront's cells by row. Returns each non-empty wavefront's (rows, columns) index arrays."""
+    rows, columns = np.nonzero(keep)
+    front = 2 * rows + columns
+    order = np.argsort(front, kind="stable")  # np.nonzero is row-major: within a wavefront, by row
+    rows, columns, front = rows[order], columns[order], front[order]
+    starts = np.flatnonzero(np.diff(front, prepend=-1))
+    bounds = zip(starts, [*starts[1:], len(front)], strict=True)
+    return [(rows[start:end], columns[start:end]) for start, end in bounds]
 
 
 def integer_frequencies(probabilities: np.ndarray, precision: int) -> np.ndarray:
@@ -57,7 +66,8 @@ def integer_frequencies(probabilities: np.ndarray, precision: int) -> np.ndarray
 
 
 class EntropyCoder:
-    """Codes the kept symbols of a (channels, rows, columns) array, channel by channel, row-major within each."""
+    """Codes the kept symbols of a (channels, rows, columns) array: static tables channel by channel, row-major
+    within each; context tables wavefront by wavefront, each wavefront channel by channel (module docstring)."""
 
     def __init__(self, frequencies: list | np.ndarray, precision: int) -> None:
         """`frequencies`: (channels, levels) static tables or (channels, contexts, levels) context tables."""
@@ -86,6 +96,7 @@ class EntropyCoder:
         self._min_bits_per_position = float(np.sum(precision - np.log2(tables.max(axis=(1, 2)))))
         self._probabilities = tables.astype(np.float64) / float(total)
         self._family = constriction.stream.model.Categorical(perfect=False)
+        self._channel_index = np.arange(channels)[:, None]
 
     def encode(self, symbols: np.ndarray) -> bytes:
         """Symbols (channels, h, w) with values in [0, levels) -> payload bytes (32-bit words, little-endian)."""
@@ -99,29 +110,40 @@ class EntropyCoder:
         """Append the symbols (channels, rows, columns) under `keep` (rows, columns) to a range coder's stream."""
         if symbols.size and int(symbols.max()) >= self.levels:
             raise ValueError(f"symbols must be below {self.levels}")
-        for channel, probabilities in zip(symbols, self._probabilities, strict=True):
-            if self.contextual:
-                contexts = symbol_contexts(np.where(keep, channel, self.levels), self.levels)[keep]
-            else:
-                contexts = np.zeros(int(keep.sum()), dtype=np.int64)
-            encoder.encode(channel[keep].astype(np.int32), self._family, probabilities[contexts])
+        if not self.contextual:
+            for channel, probabilities in zip(symbols, self._probabilities, strict=True):
+                encoder.encode(channel[keep].astype(np.int32), self._family, probabilities[np.zeros(keep.sum(), int)])
+            return
+        contexts = symbol_contexts(np.where(keep, symbols, self.levels), self.levels)
+        parts = [
+            (symbols[:, rows, columns].ravel(), self._probabilities[self._channel_index, contexts[:, rows, columns]])
+            for rows, columns in wavefronts(keep)
+        ]
+        if parts:
+            coded = np.concatenate([part[0] for part in parts]).astype(np.int32)
+            encoder.encode(coded, self._family, np.concatenate([part[1].reshape(-1, self.levels) for part in parts]))
 
     def read(self, decoder: constriction.stream.queue.RangeDecoder, keep: np.ndarray) -> np.ndarray:
         """The symbols under `keep` (rows, columns) from a range decoder: uint8 (channels, rows, columns), 0
-        where not kept. A contextual model decodes row by row (each row's contexts come from the one above)."""
+        where not kept. A contextual model decodes wavefront by wavefront, all channels in one call each."""
         symbols = np.zeros((self.channels, *keep.shape), dtype=np.uint8)
         count = int(keep.sum())
         with invalid_data_is_corrupt():
-            for channel, probabilities in zip(symbols, self._probabilities, strict=True):
-                if not self.contextual:
+            if not self.contextual:
+                for channel, probabilities in zip(symbols, self._probabilities, strict=True):
                     channel[keep] = decoder.decode(self._family, probabilities[np.zeros(count, dtype=np.int64)])
-                    continue
-                above = np.full(keep.shape[1], self.levels)
-                for row, kept in zip(channel, keep, strict=True):
-                    contexts = row_contexts(above, self.levels)[kept]
-                    if contexts.size:
-                        row[kept] = decoder.decode(self._family, probabilities[contexts])
-                    above = np.where(kept, row, self.levels)
+                return symbols
+            # The symbols so far, framed by a row above and a column either side of "outside" (cell (i, j) at
+            # [i + 1, j + 1]); cells not coded stay outside.
+            base = self.levels + 1
+            known = np.full((self.channels, keep.shape[0] + 1, keep.shape[1] + 2), self.levels, dtype=np.int64)
+            for rows, columns in wavefronts(keep):
+                contexts = (known[:, rows, columns] * base + known[:, rows, columns + 1]) * base
+                contexts = (contexts + known[:, rows, columns + 2]) * base + known[:, rows + 1, columns]
+                probabilities = self._probabilities[self._channel_index, contexts].reshape(-1, self.levels)
+                decoded = decoder.decode(self._family, probabilities).reshape(self.channels, -1)
+                known[:, rows + 1, columns + 1] = decoded
+                symbols[:, rows, columns] = decoded
         return symbols
 
     def minimum_payload_bytes(self, count: int) -> int:

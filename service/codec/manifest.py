@@ -31,9 +31,10 @@ GRAPHS = ("encoder", "generator")
 KNOWN_MODES = ("gc", "sc")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT_DOMAIN = b"gancodec-model-fingerprint-v1\x00"
-_CONTEXT_TAG = b"contexts-above3\x00"
-CONTEXT_KIND = "above3"
-"""entropy.contexts.kind: the context of a symbol is the three symbols above it (entropy.py)."""
+_CONTEXT_TAG = b"contexts-above3-left\x00"
+CONTEXT_KIND = "above3-left"
+"""entropy.contexts.kind: a symbol's context is the three symbols above it and the one to its left; the symbols
+are coded in wavefronts (entropy.py)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Manifest:
     frequencies: tuple[tuple[int, ...], ...]
     """Static tables: one per latent channel."""
     context_frequencies: tuple[tuple[tuple[int, ...], ...], ...] = ()
-    """Optional context tables: per latent channel, one per context of the symbols above (entropy.py)."""
+    """Optional context tables: per latent channel, one per context of the coded neighbours (entropy.py)."""
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
@@ -241,7 +242,7 @@ def _parse(directory: Path, data: Any) -> Manifest:
 def _context_tables(
     entropy: dict[str, Any], channels: int, levels: int, precision: int
 ) -> tuple[tuple[tuple[int, ...], ...], ...]:
-    """entropy.contexts: per channel, one table per context of the symbols above (`context_count(levels)`)."""
+    """entropy.contexts: per channel, one table per context of the coded neighbours (`context_count(levels)`)."""
     contexts = _typed(entropy, "contexts", dict)
     if _typed(contexts, "kind", str) != CONTEXT_KIND:
         raise ValueError(f"entropy.contexts.kind must be {CONTEXT_KIND!r}")
