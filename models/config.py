@@ -142,13 +142,14 @@ CONFIGS: dict[str, ExperimentConfig] = {
         train=TrainConfig(crop=256, batch=8, learning_rate=2e-4, distortion_only_steps=50_000),
     ),
     # Quarter widths, six residual blocks: about 6.6 M generator parameters, trainable on 2 CPU cores.
-    # Sixteen nested latent channels give five rate points (about 0.01 to 0.13 bpp) from one model; the
+    # Sixteen nested latent channels give five rate points (about 0.01 to 0.05 bpp on photos) from one model; the
     # default codes eight.
     # No normalisation (instance norm removes each channel's mean, i.e. colour) and a linear bypass, which
     # measured fastest here (docs/training.md); nearest up-sampling + conv leaves no checkerboard. The GAN joins
     # at step 10,500, once the distortion-only validation PSNR had stopped rising (22.84-22.85 dB from 9,000).
     # The low-pass term joined the first run at step 18,960, when the GAN stage had sharpened the fine scales but
-    # let colour drift (photos 030-039: 8x8-block error up from 6.8 to 11.2 on 0-255, docs/training.md).
+    # let colour drift (photos 030-039: 1/16 low-pass error up from 6.8 to 11.2 on 0-255, docs/training.md);
+    # weight 600 destabilised the running optimiser, 150 did not.
     "small": ExperimentConfig(
         name="small",
         model=ModelConfig(
@@ -174,7 +175,7 @@ CONFIGS: dict[str, ExperimentConfig] = {
             distortion_only_steps=10_500,
             checkpoint_minutes=5.0,
             rate_weights=(1.0, 2.0, 3.0, 2.0, 2.0),
-            lowpass_weight=600.0,
+            lowpass_weight=150.0,
         ),
     ),
 }
