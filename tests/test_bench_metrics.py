@@ -133,3 +133,15 @@ def test_fid_patches_follow_hific() -> None:
     patches = learned.fid_patches(np.zeros((512, 768, 3), np.uint8))
     assert patches.shape == (2 * 3 + 1 * 2, 256, 256, 3)
     assert learned.fid_patches(np.zeros((100, 100, 3), np.uint8)).shape[0] == 0
+
+
+def test_levels_report_a_colour_shift_in_the_low_pass_image_and_blur_in_the_fine_levels(image: np.ndarray) -> None:
+    from bench.levels import measure
+
+    same = measure(image, image)
+    assert same.lowpass_rms == same.colour_shift == 0 and not any(same.swd)
+    tint = np.array([6, 0, 0], dtype=np.int16)
+    tinted = measure(image, np.clip(image.astype(np.int16) + tint, 0, 255).astype(np.uint8))
+    assert tinted.colour_shift == pytest.approx(2.0, abs=0.3) and tinted.lowpass_rms > 3
+    soft = measure(image, blurred(image, 2))
+    assert soft.swd[0] > soft.swd[-1] and soft.colour_shift < 1
