@@ -98,9 +98,9 @@ class ContextModel:
 
 
 MASK_MODEL = ContextModel(alphabet=2, prior=4, step=2)
-"""The preservation mask, 1 = kept: for a CamVid frame with road, sky, tree and building synthesised, about 30
-bytes from its neighbours, 5 from the label map (whose kept blocks name kept classes, selection.py); 4 bytes for an
-all-kept or all-synthesised one (docs/sc.md)."""
+"""The preservation mask, 1 = kept: coded from the label map (whose kept blocks name kept classes, selection.py),
+a mask made by synthesising classes costs a few bits per class; 4 bytes for an all-kept or all-synthesised one
+(docs/sc.md)."""
 
 
 def label_model(classes: int) -> ContextModel:

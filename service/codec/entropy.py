@@ -35,12 +35,18 @@ def context_count(levels: int) -> int:
 def symbol_contexts(symbols: np.ndarray, levels: int) -> np.ndarray:
     """Context index of every position of a (..., rows, columns) array (`levels` marks not coded), as the coder
     sees it: ((above-left * B + above) * B + above-right) * B + left, B = levels + 1, outside the array `levels`."""
-    base = levels + 1
     pad = [(0, 0)] * (symbols.ndim - 2) + [(1, 0), (1, 1)]
     padded = np.pad(symbols.astype(np.int64), pad, constant_values=levels)
-    above = padded[..., :-1, :]
-    left = padded[..., 1:, :-2]
-    return ((above[..., :-2] * base + above[..., 1:-1]) * base + above[..., 2:]) * base + left
+    above, left = padded[..., :-1, :], padded[..., 1:, :-2]
+    return context_index(above[..., :-2], above[..., 1:-1], above[..., 2:], left, levels)
+
+
+def context_index(
+    above_left: np.ndarray, above: np.ndarray, above_right: np.ndarray, left: np.ndarray, levels: int
+) -> np.ndarray:
+    """The table index of the neighbours' values (each a level, or `levels` for outside)."""
+    base = levels + 1
+    return ((above_left * base + above) * base + above_right) * base + left
 
 
 def wavefronts(keep: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -135,11 +141,15 @@ class EntropyCoder:
                 return symbols
             # The symbols so far, framed by a row above and a column either side of "outside" (cell (i, j) at
             # [i + 1, j + 1]); cells not coded stay outside.
-            base = self.levels + 1
             known = np.full((self.channels, keep.shape[0] + 1, keep.shape[1] + 2), self.levels, dtype=np.int64)
             for rows, columns in wavefronts(keep):
-                contexts = (known[:, rows, columns] * base + known[:, rows, columns + 1]) * base
-                contexts = (contexts + known[:, rows, columns + 2]) * base + known[:, rows + 1, columns]
+                contexts = context_index(
+                    known[:, rows, columns],
+                    known[:, rows, columns + 1],
+                    known[:, rows, columns + 2],
+                    known[:, rows + 1, columns],
+                    self.levels,
+                )
                 probabilities = self._probabilities[self._channel_index, contexts].reshape(-1, self.levels)
                 decoded = decoder.decode(self._family, probabilities).reshape(self.channels, -1)
                 known[:, rows + 1, columns + 1] = decoded

@@ -21,8 +21,8 @@ from service.codec.manifest import Manifest
 
 KEPT_FRACTION = 1 / 16
 """A block counts as kept when more than this fraction of its pixels are. A kept region's thin slivers inside
-painted blocks would cost a whole cell of symbols for a few pixels: on CamVid with road, sky, tree and building
-synthesised, this codes 16% fewer cells and paints 0.6% of the kept pixels (docs/sc.md)."""
+painted blocks would cost a whole cell of symbols for a few pixels: on 25 camvid/val frames with road, sky, tree
+and building synthesised, this codes 26.5% of the cells instead of 32.0% (docs/sc.md)."""
 
 
 @dataclass(frozen=True)
