@@ -99,6 +99,9 @@ class TrainConfig:
     bf16: bool = False
     seed: int = 0
     checkpoint_minutes: float = 10.0
+    keep_every: int = 0
+    """Also keep the checkpoint of every this many steps (checkpoint-STEP.pt), so a run that degrades can be
+    rolled back to its last good state (0: only the latest)."""
     validate_every: int = 500
     preservation_masks: tuple[tuple[MaskKind, float], ...] = ()
     """SC: (kind, weight) pairs, how often each kind of preservation mask is drawn for a training crop."""

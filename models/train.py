@@ -221,9 +221,9 @@ class Trainer:
         self.origin = {"checkpoint": source, "config": state["config"]["name"], "step": state["step"]}
         return report
 
-    def save(self) -> None:
+    def save(self, path: Path | None = None) -> None:
         if self.env.main:
-            save_checkpoint(self.state(), self.checkpoint_path)
+            save_checkpoint(self.state(), path or self.checkpoint_path)
 
     # -- steps --------------------------------------------------------------------------------------------
     def draw_rate_points(self, batch: int) -> Tensor | None:
@@ -321,6 +321,8 @@ class Trainer:
                 if (self.step % 50 == 0 or "val_psnr" in row) and self.env.main:
                     log.writerow(row | {k: f"{v:.6g}" for k, v in running.items()})
                     log_file.flush()
+                if self.cfg.keep_every and self.step % self.cfg.keep_every == 0:
+                    self.save(self.run_dir / f"checkpoint-{self.step}.pt")
                 if now - last_save > self.cfg.checkpoint_minutes * 60:
                     self.save()
                     last_save = now

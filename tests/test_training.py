@@ -142,6 +142,16 @@ def test_training_resumes_from_its_checkpoint(tmp_path: Path, make_image: Callab
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
 
 
+def test_every_keep_every_steps_a_checkpoint_is_kept_to_roll_back_to(
+    tmp_path: Path, make_image: Callable[..., np.ndarray]
+) -> None:
+    make_trainer(tmp_path, make_image, keep_every=2).run(total_steps=5, max_minutes=None)
+    kept = sorted(path.name for path in tmp_path.glob("checkpoint-*.pt"))
+    assert kept == ["checkpoint-2.pt", "checkpoint-4.pt"]
+    assert load_checkpoint(tmp_path / "checkpoint-4.pt")["step"] == 4
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 5
+
+
 def test_seed_checkpoint_resumes_from_the_exported_graphs(
     tmp_path: Path, make_image: Callable[..., np.ndarray]
 ) -> None:
