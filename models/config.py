@@ -73,6 +73,9 @@ class TrainConfig:
     crop: int = 256
     batch: int = 8
     learning_rate: float = 2e-4
+    gan_learning_rate: float | None = None
+    """Peak learning rate from the GAN stage on (None: `learning_rate`): generator and discriminator playing
+    against each other tolerate less than distortion training does (docs/training.md)."""
     warmup_steps: int = 500
     """Linear learning-rate warm-up from zero."""
     decay_start: int = 200_000
@@ -153,6 +156,8 @@ CONFIGS: dict[str, ExperimentConfig] = {
     # The low-pass term joined the first run at step 18,960, when the GAN stage had sharpened the fine scales but
     # let colour drift (photos 030-039: 1/16 low-pass error up from 6.8 to 11.2 on 0-255, docs/training.md);
     # weight 600 destabilised the running optimiser, 150 did not.
+    # At 3.5e-4 the GAN stage broke at step 27,350 (discriminator took over); resumed from step 19,919 at 1.5e-4
+    # with its cosine decay from 20,000 to 40,000, it trained smoothly, keeping a checkpoint every 2,000 steps.
     "small": ExperimentConfig(
         name="small",
         model=ModelConfig(
@@ -171,12 +176,14 @@ CONFIGS: dict[str, ExperimentConfig] = {
             crop=128,
             batch=8,
             learning_rate=4e-4,
+            gan_learning_rate=1.5e-4,
             warmup_steps=300,
             rate_weight=0.25,
             decay_start=20_000,
-            decay_steps=30_000,
+            decay_steps=20_000,
             distortion_only_steps=10_500,
             checkpoint_minutes=5.0,
+            keep_every=2_000,
             rate_weights=(1.0, 2.0, 3.0, 2.0, 2.0),
             lowpass_weight=150.0,
         ),
@@ -212,6 +219,7 @@ CONFIGS["sc-small"] = ExperimentConfig(
     train=dataclasses.replace(
         CONFIGS["small"].train,
         distortion_only_steps=1_000,
+        gan_learning_rate=None,  # its 12k-step run trained smoothly at the full 4e-4
         rate_weight=0.75,
         decay_start=6_000,
         decay_steps=6_000,

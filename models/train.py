@@ -44,11 +44,14 @@ LOG_FIELDS = [
 
 def learning_rate(step: int, run_start: int, cfg: TrainConfig) -> float:
     """Linear warm-up (repeated after every start, since optimiser moments are not carried in git),
-    constant, then cosine decay to a fraction of the peak."""
+    constant (the GAN stage's own peak from its first step, if it has one), then cosine decay to a fraction of
+    the peak."""
     warm = min(1.0, (step - run_start + 1) / cfg.warmup_steps)
     progress = min(1.0, max(0, step - cfg.decay_start) / cfg.decay_steps)
     decay = cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
-    return cfg.learning_rate * warm * decay
+    gan_stage = step >= cfg.distortion_only_steps and cfg.gan_learning_rate is not None
+    peak = cfg.gan_learning_rate if gan_stage else cfg.learning_rate
+    return peak * warm * decay
 
 
 def psnr(mse: float) -> float:

@@ -93,11 +93,21 @@ def test_sub_pixel_upsampling_computes_nearest_upsampling_then_convolution(norm:
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor() -> None:
-    cfg = CONFIGS["small"].train
+    cfg = dataclasses.replace(CONFIGS["small"].train, gan_learning_rate=None)
     assert learning_rate(0, 0, cfg) < cfg.learning_rate / 100
     assert learning_rate(cfg.warmup_steps, 0, cfg) == pytest.approx(cfg.learning_rate)
     end = cfg.decay_start + cfg.decay_steps
     assert learning_rate(end, 0, cfg) == pytest.approx(cfg.learning_rate * cfg.final_lr_fraction)
+
+
+def test_gan_stage_runs_at_its_own_peak_learning_rate_and_decays_from_it() -> None:
+    cfg = CONFIGS["small"].train
+    assert cfg.gan_learning_rate is not None and cfg.gan_learning_rate < cfg.learning_rate
+    gan_start = cfg.distortion_only_steps
+    assert learning_rate(gan_start - 1, 0, cfg) == pytest.approx(cfg.learning_rate)
+    assert learning_rate(gan_start, 0, cfg) == pytest.approx(cfg.gan_learning_rate)
+    end = cfg.decay_start + cfg.decay_steps
+    assert learning_rate(end, 0, cfg) == pytest.approx(cfg.gan_learning_rate * cfg.final_lr_fraction)
 
 
 def test_distortion_stage_then_gan_stage_are_logged(tmp_path: Path, make_image: Callable[..., np.ndarray]) -> None:
