@@ -117,7 +117,26 @@ def multiply_adds(model: Model, graph: str) -> float:
     stride, so the count grows exactly with the number of cells."""
     import onnx
 
-    proto = onnx.load_from_string(model.manifest.graph_files[graph].read_bytes())
+    cells, manifest = 16, model.manifest
+    factor = manifest.downsampling
+    data = manifest.graph_files[graph].read_bytes()
+    feeds: dict[str, np.ndarray] = {}
+    for spec in onnx.load_from_string(data).graph.input:
+        channels = spec.type.tensor_type.shape.dim[1].dim_value
+        if spec.name in {"image", "latent", "mask"}:
+            scale = factor if spec.name == "image" else 1
+        else:  # the label map
+            scale = factor // manifest.label_downsampling
+        feeds[spec.name] = np.zeros((1, channels, cells * scale, cells * scale), np.float32)
+    return graph_multiply_adds(data, feeds) / cells**2
+
+
+def graph_multiply_adds(graph: bytes, feeds: dict[str, np.ndarray]) -> int:
+    """Multiply-adds of one run of a serialised ONNX graph on `feeds`: every convolution's output elements times
+    its kernel volume, read from the graph run with those outputs (and computed kernels) exposed."""
+    import onnx
+
+    proto = onnx.load_from_string(graph)
     weights = {tensor.name: tuple(tensor.dims) for tensor in proto.graph.initializer}
     convolutions = [node for node in proto.graph.node if node.op_type in {"Conv", "ConvTranspose"}]
     known = {output.name for output in proto.graph.output}
@@ -126,16 +145,6 @@ def multiply_adds(model: Model, graph: str) -> float:
         if name not in known:
             proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    cells, manifest = 16, model.manifest
-    factor = manifest.downsampling
-    feeds: dict[str, np.ndarray] = {}
-    for spec in session.get_inputs():
-        channels = spec.shape[1]
-        if spec.name in {"image", "latent", "mask"}:
-            scale = factor if spec.name == "image" else 1
-        else:  # the label map
-            scale = factor // manifest.label_downsampling
-        feeds[spec.name] = np.zeros((1, channels, cells * scale, cells * scale), np.float32)
     outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
     total = 0
     for node in convolutions:
@@ -143,7 +152,7 @@ def multiply_adds(model: Model, graph: str) -> float:
         volume = int(np.prod(kernel[1:]))  # ConvTranspose: (in, out/group, kh, kw); counted per input element
         elements = outputs[node.output[0]].size if node.op_type == "Conv" else feeds_size(node, outputs, feeds)
         total += elements * volume
-    return total / cells**2
+    return total
 
 
 def feeds_size(node: object, outputs: dict[str, np.ndarray], feeds: dict[str, np.ndarray]) -> int:

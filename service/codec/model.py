@@ -55,6 +55,25 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+def create_session(graph: bytes, options: RuntimeOptions) -> ort.InferenceSession:
+    """An onnxruntime session for a serialised graph, with the settings every graph here runs under
+    (docs/performance.md, "Runtime settings, and why")."""
+    settings = ort.SessionOptions()
+    settings.intra_op_num_threads = options.intra_op_threads
+    settings.inter_op_num_threads = options.inter_op_threads
+    settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    settings.enable_cpu_mem_arena = options.memory_arena
+    # Memory patterns pay off only when the same shape comes again; here every image has its own.
+    settings.enable_mem_pattern = False
+    settings.log_severity_level = 3
+    providers: list[str | tuple[str, dict[str, str]]] = [
+        (name, CUDA_OPTIONS) if name == "CUDAExecutionProvider" else name
+        for name in (options.providers or default_providers())
+    ]
+    return ort.InferenceSession(graph, sess_options=settings, providers=providers)
+
+
 class Model:
     """Runs one exported codec at one rate point; thread-safe (onnxruntime sessions may be shared between threads).
 
@@ -158,21 +177,8 @@ class Model:
             raise InvalidModel(f"model {self.id}: cannot read {path}: {error}") from None
         if hashlib.sha256(data).hexdigest() != self.manifest.graph_sha256[graph]:
             raise InvalidModel(f"model {self.id}: {path} changed since the manifest was written (sha256 differs)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.options.intra_op_threads
-        options.inter_op_num_threads = self.options.inter_op_threads
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.enable_cpu_mem_arena = self.options.memory_arena
-        # Memory patterns pay off only when the same shape comes again; here every image has its own.
-        options.enable_mem_pattern = False
-        options.log_severity_level = 3
-        providers: list[str | tuple[str, dict[str, str]]] = [
-            (name, CUDA_OPTIONS) if name == "CUDAExecutionProvider" else name
-            for name in (self.options.providers or default_providers())
-        ]
         try:
-            return ort.InferenceSession(data, sess_options=options, providers=providers)
+            return create_session(data, self.options)
         except Exception as error:  # onnxruntime raises its own pybind exception types
             raise InvalidModel(f"model {self.id}: onnxruntime cannot load {path.name}: {error}") from None
 
