@@ -63,7 +63,7 @@ from service.codec import (
     load_manifest,
     unpack,
 )
-from service.codec.container import pack
+from service.codec.container import leb128, pack
 from service.codec.entropy import EntropyCoder, context_count, integer_frequencies
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,18 +102,6 @@ def seed_bitstreams(models: Sequence[Model], sizes: Sequence[tuple[int, int]] = 
                 seeds.append(compress(image, model, mask=mask))
                 seeds.append(compress(image, model, labels=labels, synthesize=[manifest.classes[0]]))
     return seeds
-
-
-def _varint(value: int) -> bytes:
-    """LEB128 like the container's writer, but without its range check: the fuzzer also writes the over-long
-    varints (2**35 and up) that the reader must refuse."""
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        if not value:
-            out.append(low)
-            return bytes(out)
-        out.append(low | 0x80)
 
 
 def _position() -> st.SearchStrategy[int]:
@@ -161,7 +149,7 @@ def apply(data: bytes, operation: tuple, seeds: Sequence[bytes]) -> bytes:
     elif kind == "duplicate":
         out[at:at] = out[at : at + args[1]]
     elif kind == "varint":
-        encoded = _varint(args[1])
+        encoded = leb128(args[1])  # unchecked: over-long varints (2**35 and up) too
         out[at : at + len(encoded)] = encoded
     return bytes(out)
 

@@ -156,9 +156,14 @@ def unpack(data: bytes, max_pixels: int) -> Bitstream:
 
 
 def _varint(value: int) -> bytes:
-    """Unsigned LEB128: 7 bits per byte, low bits first, high bit set on every byte but the last."""
     if value < 0 or value >= 1 << (7 * MAX_VARINT_BYTES):
         raise ValueError(f"{value} does not fit a {MAX_VARINT_BYTES}-byte varint")
+    return leb128(value)
+
+
+def leb128(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, low bits first, high bit set on every byte but the last. Any size: the
+    writer checks its varints fit the reader's limit; the fuzzer writes longer ones on purpose."""
     out = bytearray()
     while True:
         low, value = value & 0x7F, value >> 7
