@@ -2,12 +2,12 @@
 
     nice -n 19 python -m bench.tails --out docs/performance.md        # about a minute
 
-The small model does most of its multiply-adds at 1/16 resolution, where its convolutions run at about the
-machine's matrix-multiply rate, but much of its time at 1/2 and full resolution, where few channels make thin
-matrix products. This times, at one image size and with the runtime's session settings (random weights: speed
-does not depend on them), the layers between the full-resolution image and the 1/4-resolution features (60
-channels) as the `small` configuration builds them, against variants that move the work to 1/4 resolution with a
-pixel (un)shuffle, with their multiply-adds and the rate they reach against the measured matrix-multiply rate.
+The small model does most of its multiply-adds at 1/16 resolution, where many channels make wide matrix
+products, but much of its time at 1/2 and full resolution, where few channels make thin ones. This times, at
+one image size and with the runtime's session settings (random weights: speed does not depend on them), the
+layers between the full-resolution image and the 1/4-resolution features (60 channels) as the `small`
+configuration builds them, against variants that move the work to 1/4 resolution with a pixel (un)shuffle, with
+their multiply-adds and the rate they reach against the measured matrix-multiply rate.
 A variant is a different network: using one means training it (at least its ends).
 """
 
@@ -29,9 +29,6 @@ from bench.speed import best_time, graph_multiply_adds, matmul_rate
 from models.config import CONFIGS
 from models.networks import NearestUpsampleBlock, conv_block
 from service.codec.model import RuntimeOptions, create_session
-
-QUARTER_CHANNELS = 60
-"""Width of the small model's 1/4-resolution features (encoder_widths[2], generator_widths[2])."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +57,9 @@ def generator_tails() -> list[Variant]:
     )
     quarter = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(widths[0], 3 * 4 * 4, 3), nn.PixelShuffle(4))
     return [
-        Variant("generator, shipped: up 60->30, up 30->15, 7x7 conv 15->3", shipped, QUARTER_CHANNELS, 4),
-        Variant("generator: up 60->30, 3x3 conv 30->12 at 1/2, pixel shuffle 2", half, QUARTER_CHANNELS, 4),
-        Variant("generator: 3x3 conv 60->48 at 1/4, pixel shuffle 4", quarter, QUARTER_CHANNELS, 4),
+        Variant("generator, shipped: up 60->30, up 30->15, 7x7 conv 15->3", shipped, widths[0], 4),
+        Variant("generator: up 60->30, 3x3 conv 30->12 at 1/2, pixel shuffle 2", half, widths[0], 4),
+        Variant("generator: 3x3 conv 60->48 at 1/4, pixel shuffle 4", quarter, widths[0], 4),
     ]
 
 
