@@ -1,14 +1,14 @@
-"""What a faster network would have to change: the small model's full-resolution ends against cheaper ones.
+"""Where the time of the network's full-resolution ends goes: `small`'s against `small-fast`'s shuffled ones.
 
     nice -n 19 python -m bench.tails --out docs/performance.md        # about a minute
 
 The small model does most of its multiply-adds at 1/16 resolution, where many channels make wide matrix
 products, but much of its time at 1/2 and full resolution, where few channels make thin ones. This times, at
 one image size and with the runtime's session settings (random weights: speed does not depend on them), the
-layers between the full-resolution image and the 1/4-resolution features (60 channels) as the `small`
-configuration builds them, against variants that move the work to 1/4 resolution with a pixel (un)shuffle, with
-their multiply-adds and the rate they reach against the measured matrix-multiply rate.
-A variant is a different network: using one means training it (at least its ends).
+layers between the full-resolution image and the 1/4-resolution features (60 channels) on both sides, as the
+`small` configuration builds them and as `small-fast` does (a pixel unshuffle or shuffle by 4 and convolutions
+at 1/4 resolution, `ModelConfig.end_scale`), with their multiply-adds and the rate they reach against the
+measured matrix-multiply rate.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 from bench.reporting import describe_machine, timestamp
 from bench.speed import best_time, graph_multiply_adds, matmul_rate
 from models.config import CONFIGS
-from models.networks import NearestUpsampleBlock, conv_block
+from models.networks import Encoder, Generator
 from service.codec.model import RuntimeOptions, create_session
 
 
@@ -40,42 +40,23 @@ class Variant:
     """The input's resolution as a divisor of the image's (1: the image, 4: the 1/4-resolution features)."""
 
 
-def generator_tails() -> list[Variant]:
-    """1/4-resolution features (60 channels) -> image."""
-    widths = CONFIGS["small"].model.generator_widths[2:]  # 60, 30, 15
-    shipped = nn.Sequential(
-        NearestUpsampleBlock(widths[0], widths[1], "none"),
-        NearestUpsampleBlock(widths[1], widths[2], "none"),
-        nn.ReflectionPad2d(3),
-        nn.Conv2d(widths[2], 3, 7),
+def ends(config_name: str) -> tuple[Variant, Variant]:
+    """A configuration's encoder head (image -> 1/4-resolution features) and generator tail (the last
+    1/4-resolution features -> image), cut from its real networks."""
+    model = CONFIGS[config_name].model
+    encoder, generator = Encoder(model).net, Generator(model).net
+    # The generator's stem and residual blocks, then its up-samplings down to the 1/4-resolution features.
+    tail_start = 1 + model.residual_blocks + len(model.generator_widths) - 3
+    return (
+        Variant(f"encoder head of `{config_name}`", encoder[:3], 3, 1),
+        Variant(f"generator tail of `{config_name}`", generator[tail_start:], model.generator_widths[2], 4),
     )
-    half = nn.Sequential(
-        NearestUpsampleBlock(widths[0], widths[1], "none"),
-        nn.ReflectionPad2d(1),
-        nn.Conv2d(widths[1], 3 * 2 * 2, 3),
-        nn.PixelShuffle(2),
-    )
-    quarter = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(widths[0], 3 * 4 * 4, 3), nn.PixelShuffle(4))
-    return [
-        Variant("generator, shipped: up 60->30, up 30->15, 7x7 conv 15->3", shipped, widths[0], 4),
-        Variant("generator: up 60->30, 3x3 conv 30->12 at 1/2, pixel shuffle 2", half, widths[0], 4),
-        Variant("generator: 3x3 conv 60->48 at 1/4, pixel shuffle 4", quarter, widths[0], 4),
-    ]
 
 
-def encoder_heads() -> list[Variant]:
-    """Image -> 1/4-resolution features (60 channels)."""
-    widths = CONFIGS["small"].model.encoder_widths[:3]  # 15, 30, 60
-    shipped = nn.Sequential(
-        conv_block(3, widths[0], 7, 1, "none"),
-        conv_block(widths[0], widths[1], 3, 2, "none"),
-        conv_block(widths[1], widths[2], 3, 2, "none"),
-    )
-    unshuffled = nn.Sequential(nn.PixelUnshuffle(4), conv_block(3 * 4 * 4, widths[2], 3, 1, "none"))
-    return [
-        Variant("encoder, shipped: 7x7 conv 3->15, 3x3/2 15->30, 3x3/2 30->60", shipped, 3, 1),
-        Variant("encoder: pixel unshuffle 4, 3x3 conv 48->60 at 1/4", unshuffled, 3, 1),
-    ]
+def variants() -> list[Variant]:
+    """The shipped configuration's ends, then the shuffled ones (`small-fast`, models/distill.py)."""
+    (shipped_head, shipped_tail), (fast_head, fast_tail) = ends("small"), ends("small-fast")
+    return [shipped_head, fast_head, shipped_tail, fast_tail]
 
 
 def to_onnx(network: nn.Module, example: torch.Tensor) -> bytes:
@@ -102,7 +83,7 @@ def report(width: int, height: int, threads: int, repeats: int) -> str:
     rate = max(matmul_rate(threads).values())
     pixels = width * height
     rows = []
-    for variant in encoder_heads() + generator_tails():
+    for variant in variants():
         seconds, macs = measure(variant, width, height, options, repeats)
         rows.append(
             f"| {variant.name} | {macs / pixels:,.0f} | {seconds * 1000:.0f} | {macs / seconds / 1e9:.1f} "

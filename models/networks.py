@@ -49,9 +49,18 @@ class Encoder(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        widths = config.encoder_widths
-        layers = [conv_block(3, widths[0], 7, 1, config.norm)]
-        layers += [conv_block(a, b, 3, 2, config.norm) for a, b in itertools.pairwise(widths)]
+        widths, depth = config.encoder_widths, config.end_depth
+        if depth:
+            # One slot for the shuffled head, empty ones for the layers it replaces: the later layers keep the
+            # parameter names of the full-resolution form, so one can start from the other (warm start).
+            head = nn.Sequential(
+                nn.PixelUnshuffle(config.end_scale),
+                conv_block(3 * config.end_scale**2, widths[depth], 3, 1, config.norm),
+            )
+            layers = [head, *(nn.Identity() for _ in range(depth))]
+        else:
+            layers = [conv_block(3, widths[0], 7, 1, config.norm)]
+        layers += [conv_block(a, b, 3, 2, config.norm) for a, b in itertools.pairwise(widths[depth:])]
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(widths[-1], config.latent_channels, 3)]
         self.net = nn.Sequential(*layers)
         self.factor = config.downsampling
@@ -173,8 +182,21 @@ class Generator(nn.Module):
             inputs += 1 + config.label_widths[-1]
         layers = [conv_block(inputs, widths[0], 3, 1, config.norm)]
         layers += [ResidualBlock(widths[0], config.norm) for _ in range(config.residual_blocks)]
-        layers += [upsample_block(a, b, config.upsample, config.norm) for a, b in itertools.pairwise(widths)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(widths[-1], 3, 7)]
+        depth, scale = config.end_depth, config.end_scale
+        body = widths[: len(widths) - depth]
+        layers += [upsample_block(a, b, config.upsample, config.norm) for a, b in itertools.pairwise(body)]
+        if depth:
+            # One ReLU layer before the shuffle: the finest texture is made here, and a linear map of the body's
+            # features could only interpolate it.
+            tail = nn.Sequential(
+                conv_block(body[-1], body[-1], 3, 1, config.norm),
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(body[-1], 3 * scale**2, 3),
+                nn.PixelShuffle(scale),
+            )
+            layers.append(tail)
+        else:
+            layers += [nn.ReflectionPad2d(3), nn.Conv2d(widths[-1], 3, 7)]
         self.net = nn.Sequential(*layers)
         self.factor = config.downsampling
         self.bypass = nn.Conv2d(inputs, 3, 1) if config.linear_bypass else None
