@@ -324,11 +324,16 @@ class Trainer:
                 if (self.step % 50 == 0 or "val_psnr" in row) and self.env.main:
                     log.writerow(row | {k: f"{v:.6g}" for k, v in running.items()})
                     log_file.flush()
-                if self.cfg.keep_every and self.step % self.cfg.keep_every == 0:
-                    self.save(self.run_dir / f"checkpoint-{self.step}.pt")
-                if now - last_save > self.cfg.checkpoint_minutes * 60:
+                keep = bool(self.cfg.keep_every) and self.step % self.cfg.keep_every == 0
+                if keep or now - last_save > self.cfg.checkpoint_minutes * 60:
                     self.save()
                     last_save = now
+                if keep and self.env.main:
+                    # checkpoint.pt is always replaced by a new file (save_checkpoint), never rewritten in
+                    # place, so a hard link keeps this step's state under its own name for one write.
+                    kept = self.run_dir / f"checkpoint-{self.step}.pt"
+                    kept.unlink(missing_ok=True)  # left by an earlier pass over this step, before a resume
+                    os.link(self.checkpoint_path, kept)
                 if max_minutes is not None and now - started > max_minutes * 60:
                     break
             bar.close()
