@@ -402,7 +402,7 @@ def _statuses(run: Run) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, help="model directory (default: the zoo's default model)")
-    parser.add_argument("--random", action="store_true", help="a random-weight export of the small config")
+    parser.add_argument("--random", action="store_true", help="a random-weight export of the shipped configuration")
     parser.add_argument("--size", default="512x512", help="image size of the requests (default 512x512)")
     parser.add_argument("--concurrency", default="1,2,4,8", help="client concurrencies of the sustained runs")
     parser.add_argument("--requests", type=int, default=60, help="requests per sustained run")
@@ -416,8 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="gancodec-load-"))
     if args.random:
         from bench.random_models import export_random_model
+        from models.config import SHIPPED
 
-        args.model_dir = export_random_model(workdir / "gc-small", "small", "gc-small")
+        args.model_dir = export_random_model(workdir / "gc-small", SHIPPED, "gc-small")
     if args.model_dir is None:
         from service.codec.registry import ZOO, Registry
 

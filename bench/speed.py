@@ -23,7 +23,8 @@ around a corner where four tiles meet, the result is compared with the tiled dec
 (docs/images/tiling-crop.png: original left, decoded right, ticks where the tiles meet).
 
 The model is the installed default (gc-small-c8) unless --model-dir names one; with --random it is a random-weight
-export of the `small` config (same graphs and shapes; needs torch), for trying the script before training ends.
+export of the shipped configuration (`models.config.SHIPPED`: same graphs and shapes; needs torch), for trying
+the script before training ends.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def photo(source: Path, width: int, height: int) -> np.ndarray:
 def load_model(model_dir: Path | None, random: bool, workdir: Path, options: RuntimeOptions) -> Model:
     if random:
         from bench.random_models import export_random_model
+        from models.config import SHIPPED
 
-        model_dir = export_random_model(workdir / "gc-small", "small", "gc-small")
+        model_dir = export_random_model(workdir / "gc-small", SHIPPED, "gc-small")
     if model_dir is not None:
         return Model(load_manifest(model_dir), options)
     registry = Registry.discover(options=options)
@@ -533,7 +535,8 @@ Model `{model.id}`{" (random weights)" if args.random else ""}, tiles of at most
 | decompress to PNG | {report["decompress_seconds"]:.1f} | {report["peak_mib"]:.0f} |
 
 Peak resident memory {report["peak_mib"]:.0f} MiB: {"within" if within else "OVER"} the budget of {args.budget_mib} MiB
-(the image itself takes {width * height * 3 / 2**20:.0f} MiB as RGB; one tile's graph run takes about a gigabyte).
+(the image itself takes {width * height * 3 / 2**20:.0f} MiB as RGB; the rest is one tile's graph run, the models
+and the output).
 
 Seams: around a point where generator tiles meet, pixel ({seam["x"]}, {seam["y"]}), the generator was also run
 whole on the {seam["window"]} window holding every cell the {args.crop}x{args.crop} crop there depends on: the tiled
@@ -649,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, help="model directory (default: the installed default model)")
-    parser.add_argument("--random", action="store_true", help="a random-weight export of the small config")
+    parser.add_argument("--random", action="store_true", help="a random-weight export of the shipped configuration")
     parser.add_argument("--sizes", type=lambda t: [_size(s) for s in t.split(",")], default=list(SIZES))
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per size, after one warm-up (median)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: one per core)")

@@ -54,9 +54,9 @@ def ends(config_name: str) -> tuple[Variant, Variant]:
 
 
 def variants() -> list[Variant]:
-    """The shipped configuration's ends, then the shuffled ones (`small-fast`, models/distill.py)."""
-    (shipped_head, shipped_tail), (fast_head, fast_tail) = ends("small"), ends("small-fast")
-    return [shipped_head, fast_head, shipped_tail, fast_tail]
+    """`small`'s full-resolution ends, then `small-fast`'s shuffled ones (models/distill.py), head before tail."""
+    (head, tail), (fast_head, fast_tail) = ends("small"), ends("small-fast")
+    return [head, fast_head, tail, fast_tail]
 
 
 def to_onnx(network: nn.Module, example: torch.Tensor) -> bytes:

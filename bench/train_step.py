@@ -1,7 +1,7 @@
 """Time one training step of a config's codec in float32 and under bf16 autocast, on this machine's CPU.
 
 Decides `TrainConfig.bf16` for CPU configurations: bf16 pays only where the CPU has native bf16 arithmetic.
-Usage: python -m bench.train_step [--config small] [--threads 1] [--repeats 4]
+Usage: python -m bench.train_step [--config small-fast] [--threads 1] [--repeats 4]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import torch
 
 from models.codec import GenerativeCodec
-from models.config import CONFIGS
+from models.config import CONFIGS, SHIPPED
 
 
 def step_seconds(codec: GenerativeCodec, batch: torch.Tensor, bf16: bool, repeats: int) -> float:
@@ -35,7 +35,7 @@ def step_seconds(codec: GenerativeCodec, batch: torch.Tensor, bf16: bool, repeat
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="small", choices=sorted(CONFIGS))
+    parser.add_argument("--config", default=SHIPPED, choices=sorted(CONFIGS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args(argv)

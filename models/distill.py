@@ -1,8 +1,10 @@
 """Give a configuration with shuffled ends (`ModelConfig.end_scale`) a trained model's body, and teach its new
 ends to do what the trained model's full-resolution ends do.
 
-    python -m models.distill models/checkpoints/small.pt --config small-fast -o runs/small-fast/checkpoint.pt \\
-        --extra-data data/fhd --steps 4000
+    python -m models.distill runs/small/checkpoint.pt --config small-fast -o runs/small-fast/distilled.pt \\
+        --extra-data data/fhd --steps 6000 --threads 1
+    python -m models.train --config small-fast --run-dir runs/small-fast --init runs/small-fast/distilled.pt \\
+        --extra-data data/fhd
 
 The two networks differ only between the image and the features at 1/end_scale resolution, so everything else
 is copied and frozen while the new ends learn from the trained ones, each on its own side of the body:
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True, choices=sorted(CONFIGS), help="the configuration with new ends")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the new configuration's checkpoint")
     parser.add_argument("--extra-data", type=Path, action="append", default=[], help="another folder of photos")
-    parser.add_argument("--steps", type=int, default=4_000)
+    parser.add_argument("--steps", type=int, default=6_000)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     args = parser.parse_args(argv)

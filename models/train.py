@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint, save_checkpoint, warm_start
 from models.codec import GenerativeCodec
-from models.config import CONFIGS, ExperimentConfig, TrainConfig
+from models.config import CONFIGS, SHIPPED, ExperimentConfig, TrainConfig
 from models.data import CropSampler, Sample, labelled_files, training_sources, validation_samples
 from models.networks import MultiScaleDiscriminator
 
@@ -342,7 +342,7 @@ class Trainer:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="small", choices=sorted(CONFIGS))
+    parser.add_argument("--config", default=SHIPPED, choices=sorted(CONFIGS))
     parser.add_argument("--run-dir", type=Path, help="where checkpoints and the log go (default runs/CONFIG)")
     parser.add_argument("--init", type=Path, help="start from this checkpoint when the run has none")
     parser.add_argument(
