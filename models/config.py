@@ -34,8 +34,8 @@ class ModelConfig:
     end_scale: int = 1
     """Where the encoder's first and the generator's last convolution run, as a divisor of the image's
     resolution. Above 1, a pixel unshuffle (encoder) and a pixel shuffle (generator) by this factor join them to
-    the image in place of the full-resolution layers: thin convolutions at full resolution ran at a sixth of
-    the machine's matrix-multiply rate (docs/performance.md). A power of two, at most the down-sampling."""
+    the image in place of the full-resolution layers: the generator's thin full-resolution convolutions ran at
+    a sixth of the machine's matrix-multiply rate (docs/performance.md). A power of two, at most the down-sampling."""
     linear_bypass: bool = False
     """A linear path beside the deep ones: block means -> latent in E, latent -> bilinear colour in G.
     It hands the networks a thumbnail codec from the first step, so they learn the residual detail."""

@@ -32,6 +32,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint, warm_start
 from models.codec import GenerativeCodec
 from models.config import CONFIGS, ExperimentConfig
 from models.data import CropSampler, training_sources
+from models.train import draw_rate_points
 
 
 class EndDistiller:
@@ -101,16 +102,12 @@ def distill(
     distiller: EndDistiller, sampler: CropSampler, steps: int, learning_rate: float, log_every: int = 100
 ) -> None:
     """Adam with a cosine decay to 1% over `steps`, printing the losses every `log_every` steps."""
-    cfg, model = distiller.config.train, distiller.config.model
+    config, batch = distiller.config, distiller.config.train.batch
     optimiser = torch.optim.Adam(distiller.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=learning_rate / 100)
-    points = torch.tensor(model.rate_channels) if model.rate_channels else None
-    weights = torch.tensor(cfg.rate_weights or [1.0] * len(model.rate_points))
     start, totals = time.monotonic(), torch.zeros(2)
     for step in range(1, steps + 1):
-        images = sampler.batch(cfg.batch).images
-        channels = None if points is None else points[torch.multinomial(weights, cfg.batch, replacement=True)]
-        head, tail = distiller.losses(images, channels)
+        head, tail = distiller.losses(sampler.batch(batch).images, draw_rate_points(config, batch))
         optimiser.zero_grad(set_to_none=True)
         (head + tail).backward()
         optimiser.step()

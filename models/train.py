@@ -81,6 +81,16 @@ def feature_matching_loss(fake: list[list[Tensor]], real: list[list[Tensor]]) ->
     return sum(F.l1_loss(f, r) for f, r in pairs) / len(fake)
 
 
+def draw_rate_points(config: ExperimentConfig, batch: int, device: torch.device | None = None) -> Tensor | None:
+    """Channel counts for a batch's crops, drawn by the rate weights; None for a single-rate model."""
+    points = config.model.rate_channels
+    if not points:
+        return None
+    weights = torch.tensor(config.train.rate_weights or [1.0] * len(points))
+    drawn = torch.multinomial(weights, batch, replacement=True)
+    return torch.tensor(points, device=device)[drawn.to(device)]
+
+
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
     """Exponential moving average of the weights; the decay ramps up so early averages are not stale."""
@@ -230,13 +240,7 @@ class Trainer:
 
     # -- steps --------------------------------------------------------------------------------------------
     def draw_rate_points(self, batch: int) -> Tensor | None:
-        """Channel counts for a batch's crops, drawn by the rate weights; None for a single-rate model."""
-        points = self.config.model.rate_channels
-        if not points:
-            return None
-        weights = torch.tensor(self.cfg.rate_weights or [1.0] * len(points))
-        drawn = torch.multinomial(weights, batch, replacement=True)
-        return torch.tensor(points, device=self.env.device)[drawn.to(self.env.device)]
+        return draw_rate_points(self.config, batch, self.env.device)
 
     def train_step(self, codec: nn.Module, discriminator: nn.Module, sample: Sample) -> dict[str, float]:
         cfg = self.cfg

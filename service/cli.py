@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         metavar="N",
         help=f"largest region a network runs on at once; larger images go in overlapping tiles, bounding memory "
-        f"(default {DEFAULT_TILE_PIXELS}: under 0.8 GB for gc-small at any image size)",
+        f"(default {DEFAULT_TILE_PIXELS}: an 8000x6000 image peaked at 770 MiB with gc-small)",
     )
     parser = argparse.ArgumentParser(prog=PROG, description="Extreme generative image compression.", parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
