@@ -408,7 +408,8 @@ def gpu_model(model: Model) -> Model | None:
 
 
 OPTION_VARIANTS = {
-    "default: memory arena, shrunk after each run": {},
+    "default: int8 generator, memory arena shrunk after each run": {},
+    "float32 generator (`--no-int8`)": {"int8": False},
     "no memory arena (the system allocator)": {"memory_arena": False},
     "1 thread": {"intra_op_threads": 1},
 }

@@ -23,9 +23,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from models.data import labelled_files, load_labels, load_rgb, training_sources
+from models.data import labelled_files, load_labels, load_rgb, load_rgb_within, training_sources
 from service.codec.entropy import context_count, integer_frequencies, symbol_contexts
 from service.codec.manifest import CONTEXT_KIND, MANIFEST_NAME, load_manifest, manifest_text
 from service.codec.model import Model
@@ -101,15 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         result = fit(args.model_dir, images, labels, args.synthesize.split(","))
     else:
         files = [path for paths in training_sources(extra=args.extra_data).values() for path in paths]
-        result = fit(args.model_dir, [_load(path, args.max_pixels) for path in files])
+        result = fit(args.model_dir, [load_rgb_within(path, args.max_pixels) for path in files])
     print(json.dumps(result, indent=1))
-
-
-def _load(path: Path, max_pixels: int) -> np.ndarray:
-    with Image.open(path) as image:
-        width, height = image.size
-    scale = min(1.0, (max_pixels / (width * height)) ** 0.5)
-    return load_rgb(path, max_side=int(max(width, height) * scale))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,14 @@ def load_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
         return np.asarray(image, dtype=np.uint8)
 
 
+def load_rgb_within(path: Path, max_pixels: int) -> np.ndarray:
+    """load_rgb, downscaled to at most `max_pixels` (width * height) keeping its aspect."""
+    with Image.open(path) as image:
+        width, height = image.size
+    scale = min(1.0, (max_pixels / (width * height)) ** 0.5)
+    return load_rgb(path, max_side=int(max(width, height) * scale))
+
+
 def load_labels(path: Path) -> np.ndarray:
     """A label PNG's class ids (H, W) uint8; grey or palette PNGs hold the ids themselves."""
     with Image.open(path) as image:

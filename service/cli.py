@@ -88,7 +88,15 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         metavar="N",
         help=f"largest region a network runs on at once; larger images go in overlapping tiles, bounding memory "
-        f"(default {DEFAULT_TILE_PIXELS}: an 8000x6000 image peaked at 770 MiB with gc-small)",
+        f"(default {DEFAULT_TILE_PIXELS}: an 8000x6000 image peaked at 715 MiB with gc-small)",
+    )
+    common.add_argument(
+        "--no-int8",
+        dest="int8",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="on the CPU, run the float generator even where the model has an int8 one (slower; within a grey "
+        "level or two of it)",
     )
     parser = argparse.ArgumentParser(prog=PROG, description="Extreme generative image compression.", parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -237,7 +245,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         settings = Settings()
-        names = ("threads", "max_pixels", "tile_pixels")
+        names = ("threads", "max_pixels", "tile_pixels", "int8")
         overrides = {name: getattr(args, name) for name in names if hasattr(args, name)}
         if hasattr(args, "model_dirs"):  # before the environment's, as for the other commands
             overrides["model_dirs"] = [*args.model_dirs, *settings.model_dirs]
@@ -303,7 +311,9 @@ def _registry(args: argparse.Namespace) -> Registry:
             raise CommandError(f"model directory {directory} does not exist")
     dirs += [Path(entry) for entry in os.environ.get(MODEL_DIRS_ENV, "").split(os.pathsep) if entry]
     options = RuntimeOptions(
-        intra_op_threads=getattr(args, "threads", 0), tile_pixels=getattr(args, "tile_pixels", DEFAULT_TILE_PIXELS)
+        intra_op_threads=getattr(args, "threads", 0),
+        tile_pixels=getattr(args, "tile_pixels", DEFAULT_TILE_PIXELS),
+        int8=getattr(args, "int8", True),
     )
     return Registry.discover(dirs, options=options)
 

@@ -17,6 +17,7 @@ from service.codec import (
     UnsupportedFormat,
     decode_image,
     encode_png,
+    imageio,
     probe_image,
 )
 
@@ -168,3 +169,19 @@ def test_encode_png_refuses_non_rgb_arrays():
         encode_png(np.zeros((4, 4, 3), dtype=np.float32))
     with pytest.raises(InvalidImage):
         encode_png(np.zeros((0, 4, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (700, 1), (256, 5), (257, 33), (600, 301)])
+def test_png_output_is_lossless_across_row_bands_and_edges(shape):
+    pixels = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    with Image.open(io.BytesIO(encode_png(pixels))) as image:
+        assert image.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(image), pixels)
+
+
+def test_png_rows_go_out_in_several_idat_chunks(monkeypatch):
+    monkeypatch.setattr(imageio, "_PNG_BAND_ROWS", 16)
+    pixels = np.random.default_rng(1).integers(0, 256, (600, 301, 3), dtype=np.uint8)
+    data = encode_png(pixels)
+    assert data.count(b"IDAT") >= 3
+    np.testing.assert_array_equal(decode_image(data).pixels, pixels)

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         default=DEFAULT_TILE_PIXELS,
         description="Largest region a network runs on at once; larger images go in overlapping tiles (bounds memory).",
     )
+    int8: bool = Field(
+        default=True,
+        description="On the CPU, run a model's int8 generator where it has one (faster; false: the float graph).",
+    )
     concurrency: PositiveInt = Field(default=1, description="Codec jobs running at once (threads doing inference).")
     queue_size: Annotated[int, Field(ge=0)] = Field(
         default=16, description="Jobs allowed to wait for a slot; beyond them requests get 429."
@@ -79,7 +83,10 @@ class Settings(BaseSettings):
     @property
     def runtime_options(self) -> RuntimeOptions:
         return RuntimeOptions(
-            intra_op_threads=self.threads, providers=tuple(self.providers) or None, tile_pixels=self.tile_pixels
+            intra_op_threads=self.threads,
+            providers=tuple(self.providers) or None,
+            tile_pixels=self.tile_pixels,
+            int8=self.int8,
         )
 
 

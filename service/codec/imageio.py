@@ -7,12 +7,16 @@ turned with the image's EXIF orientation, so they stay aligned with the pixels t
 from __future__ import annotations
 
 import io
+import itertools
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from isal import isal_zlib
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from service.codec.errors import ImageTooLarge, InvalidImage, InvalidSelection, UnsupportedFormat
@@ -180,12 +184,33 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG with fixed options, so equal pixels always give equal bytes (same Pillow and zlib).
+    """8-bit RGB PNG, every row under PNG's Sub filter, deflated by ISA-L (isal) at its level 1; equal pixels give
+    equal bytes (same isal).
 
-    zlib's fastest level: at 1920x1080 level 6 took about four times as long for files only about 15% smaller,
-    a large share of a whole decompression (docs/performance.md); the PNG only carries the decoded pixels.
+    Why not Pillow's encoder: its adaptive filtering and zlib level 1 took 90-140 ms at 1920x1080, about a quarter
+    of a whole compress plus decompress; this takes about 10 ms for files about 7% smaller (docs/performance.md).
+    Rows are filtered and deflated a band at a time, each band's output its own IDAT chunk, so the memory beyond
+    the PNG itself stays small at any size.
     """
-    buffer = io.BytesIO()
-    image = Image.fromarray(np.ascontiguousarray(check_rgb(pixels, max_pixels=None)), "RGB")
-    image.save(buffer, format="PNG", compress_level=1, optimize=False)
-    return buffer.getvalue()
+    rgb = check_rgb(pixels, max_pixels=None)
+    height, width, _ = rgb.shape
+    compressor = isal_zlib.compressobj(1)
+    deflated = []
+    for top in range(0, height, _PNG_BAND_ROWS):
+        rows = np.ascontiguousarray(rgb[top : top + _PNG_BAND_ROWS]).reshape(-1, width * 3)
+        filtered = np.empty((rows.shape[0], width * 3 + 1), np.uint8)
+        filtered[:, 0] = 1  # Sub: each byte minus the byte of the pixel to its left, modulo 256
+        filtered[:, 1:4] = rows[:, :3]
+        np.subtract(rows[:, 3:], rows[:, :-3], out=filtered[:, 4:])
+        deflated.append(compressor.compress(filtered))
+    deflated.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour, no interlace
+    chunks = [_png_chunk(b"IHDR", header), *(_png_chunk(b"IDAT", data) for data in deflated if data)]
+    return b"".join([_SIGNATURES["PNG"][0], *itertools.chain(*chunks), *_png_chunk(b"IEND", b"")])
+
+
+_PNG_BAND_ROWS = 256
+
+
+def _png_chunk(kind: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
+    return struct.pack(">I", len(data)) + kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))

@@ -28,6 +28,10 @@ SELECTIVE_FORMAT_VERSION = 2
 MAX_CLASSES = 256
 MANIFEST_NAME = "manifest.json"
 GRAPHS = ("encoder", "generator")
+INT8_SUFFIX = "_int8"
+"""Optional graphs: a graph's name plus this is the graph with its inner convolutions in int8 (models/quantize.py),
+which the CPU runs in its place."""
+OPTIONAL_GRAPHS = tuple(name + INT8_SUFFIX for name in GRAPHS)
 KNOWN_MODES = ("gc", "sc")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT_DOMAIN = b"gancodec-model-fingerprint-v1\x00"
@@ -52,7 +56,7 @@ class Manifest:
     id: str
     version: str
     graph_files: dict[str, Path]
-    """Absolute path of each graph ("encoder", "generator")."""
+    """Absolute path of each graph ("encoder", "generator", and their int8 variants where there are any)."""
     graph_sha256: dict[str, str]
     latent_channels: int
     centres: tuple[float, ...]
@@ -92,8 +96,8 @@ class Manifest:
         return next((p for p in self.points if p.id == self.default_rate_point), self.points[-1])
 
     def fingerprint(self, point: RatePoint | None = None) -> bytes:
-        """8 bytes naming everything decoding depends on: both graphs, the quantiser/entropy tables and, for
-        nested rates, how many channels the file codes.
+        """8 bytes naming everything decoding depends on: the graphs (int8 variants too, where there are any),
+        the quantiser/entropy tables and, for nested rates, how many channels the file codes.
 
         sha256 over a fixed binary layout (docs/bitstream.md), not over JSON text, so the manifest's formatting
         and free-form fields (metrics, training) do not change it.
@@ -108,6 +112,9 @@ class Manifest:
         digest = hashlib.sha256(_FINGERPRINT_DOMAIN)
         for name in GRAPHS:
             digest.update(bytes.fromhex(self.graph_sha256[name]))
+        for name in OPTIONAL_GRAPHS:
+            if name in self.graph_sha256:
+                digest.update(name.encode() + b"\x00" + bytes.fromhex(self.graph_sha256[name]))
         levels = len(self.centres)
         digest.update(struct.pack("<4I", self.latent_channels, levels, self.downsampling, self.noise_channels))
         digest.update(struct.pack(f"<{levels}d", *self.centres))
@@ -137,7 +144,7 @@ def load_manifest(directory: Path) -> Manifest:
         raise InvalidModel(f"{path}: invalid manifest: missing field {error}") from None
     except (TypeError, ValueError) as error:
         raise InvalidModel(f"{path}: invalid manifest: {error}") from None
-    for name in GRAPHS:
+    for name in manifest.graph_files:
         actual = sha256_file(manifest.graph_files[name])
         if actual != manifest.graph_sha256[name]:
             raise InvalidModel(f"{manifest.graph_files[name]}: sha256 {actual} differs from the manifest's")
@@ -173,7 +180,7 @@ def _parse(directory: Path, data: Any) -> Manifest:
     if not MODEL_ID_PATTERN.fullmatch(model_id):
         raise ValueError(f"id {model_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
     graph_files, graph_sha256 = {}, {}
-    for name in GRAPHS:
+    for name in GRAPHS + tuple(name for name in OPTIONAL_GRAPHS if name in data["graphs"]):
         entry = data["graphs"][name]
         file = _typed(entry, "file", str)
         resolved = (directory / file).resolve()

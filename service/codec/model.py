@@ -12,12 +12,12 @@ import onnxruntime as ort
 
 from service.codec.entropy import EntropyCoder
 from service.codec.errors import InferenceError, InvalidModel
-from service.codec.manifest import Manifest, RatePoint
+from service.codec.manifest import INT8_SUFFIX, Manifest, RatePoint
 
 MIN_TILE_PIXELS = 256 * 256
 DEFAULT_TILE_PIXELS = 1536 * 1536
 """Largest region a graph runs on at once, halo included (2.4 Mpixel): a 1920x1080 image runs whole, larger ones
-in overlapping tiles, so peak memory stays near that of one such region (an 8000x6000 job peaked at 770 MiB with
+in overlapping tiles, so peak memory stays near that of one such region (an 8000x6000 job peaked at 715 MiB with
 gc-small)."""
 
 CUDA_OPTIONS = {
@@ -45,6 +45,10 @@ class RuntimeOptions:
     in hand instead of keeping the largest it has ever seen (docs/performance.md)."""
     tile_pixels: int = DEFAULT_TILE_PIXELS
     """Largest region (width * height, halo included) a graph runs on at once; larger images are tiled."""
+    int8: bool = True
+    """On the CPU, run a graph's int8 variant where the model has one (models/quantize.py): the generator about
+    twice as fast, its images within a grey level or two of the float graph's (docs/performance.md). GPUs run
+    the float graphs."""
 
     def __post_init__(self) -> None:
         if self.tile_pixels < MIN_TILE_PIXELS:
@@ -118,7 +122,7 @@ class Model:
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         """image float32 (1, 3, H, W) in [0, 1], H and W multiples of the down-sampling -> unquantised latent."""
-        latent = self._run("encoder", {"image": image})
+        latent = self._run(self.runs("encoder"), {"image": image})
         expected = (1, self.manifest.latent_channels, *(s // self.manifest.downsampling for s in image.shape[2:]))
         return self._checked(latent, expected, "encoder")
 
@@ -139,9 +143,18 @@ class Model:
             label_shape = (1, len(manifest.classes), rows * ratio, columns * ratio)
             feeds["mask"] = np.ones((1, 1, rows, columns), np.float32) if mask is None else mask
             feeds["labels"] = np.zeros(label_shape, np.float32) if labels is None else labels
-        image = self._run("generator", feeds)
+        image = self._run(self.runs("generator"), feeds)
         expected = (1, 3, *(s * manifest.downsampling for s in latent.shape[2:]))
         return self._checked(image, expected, "generator")
+
+    def runs(self, graph: str) -> str:
+        """The graph that runs for `graph` ("encoder" or "generator"): its int8 variant on a CPU-only session
+        where the model has one, else itself."""
+        providers = self.options.providers or default_providers()
+        int8 = graph + INT8_SUFFIX
+        if self.options.int8 and "CUDAExecutionProvider" not in providers and int8 in self.manifest.graph_files:
+            return int8
+        return graph
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         session = self._session(graph)
@@ -188,7 +201,8 @@ class Model:
 
         A tile that reaches this far past the cells it keeps computes them exactly as the whole image would, so
         tiles leave no seams. Measured once per model by perturbing one column (and one row) of a strip and
-        seeing how far the change spreads, plus one cell of margin; the graphs are all the runtime knows.
+        seeing how far the change spreads, plus one cell of margin; the graphs are all the runtime knows. The
+        float graphs are measured: int8 variants have the same reach but may round a faint change away.
         """
         with self._lock:
             known = self._halos.get(graph)
@@ -212,7 +226,7 @@ class Model:
                 window = [slice(None)] * 4
                 window[axis] = slice(reach * factor, (reach + 1) * factor)
                 changed[tuple(window)] = rng.random(changed[tuple(window)].shape, dtype=np.float32)
-                before, after = self.encode(image), self.encode(changed)
+                before, after = self._run("encoder", {"image": image}), self._run("encoder", {"image": changed})
                 scale = 1
             else:
                 manifest = self.manifest
@@ -228,7 +242,7 @@ class Model:
                     window[axis] = slice(reach * step, (reach + 1) * step)
                     part = changed_feeds[name][tuple(window)]
                     changed_feeds[name][tuple(window)] = 2 * rng.standard_normal(part.shape, np.float32)
-                before, after = self.generate(**feeds), self.generate(**changed_feeds)
+                before, after = self._run("generator", feeds), self._run("generator", changed_feeds)
                 scale = factor
             differs = np.nonzero(np.any(before != after, axis=tuple(a for a in range(4) if a != axis)))[0] // scale
             if not differs.size:
