@@ -101,7 +101,8 @@ def export_model(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
-    """Write encoder.onnx, generator.onnx and manifest.json into `out_dir`; returns the manifest's path.
+    """Write encoder.onnx, generator.onnx and manifest.json into `out_dir` (dropping int8 variants an earlier
+    export's models.quantize left there); returns the manifest's path.
 
     The graphs store their weights in float16 (_store_half_precision); the codec's own weights are rounded the
     same way first, so that it computes what the graphs compute (measured on the held-out photos: within
@@ -122,6 +123,8 @@ def export_model(
         _export_graph(codec.generator, example, out_dir / "generator.onnx", "image")
     for name in ("encoder", "generator"):
         _store_half_precision(out_dir / f"{name}.onnx")
+        # An int8 variant left by models.quantize belongs to the graph just replaced: quantise again.
+        (out_dir / f"{name}.int8.onnx").unlink(missing_ok=True)
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": SELECTIVE_MANIFEST_VERSION if config.selective else MANIFEST_VERSION,

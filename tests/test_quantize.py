@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import torch
 
+from models.codec import GenerativeCodec
+from models.config import CONFIGS
+from models.export import export_model
 from models.quantize import quantize
 from service.cli import main
 from service.codec import (
@@ -122,3 +127,24 @@ def test_the_cli_runs_the_float_graphs_when_told(
     assert (tmp_path / "a.gcx").read_bytes() == data
     decoded = decode_image((tmp_path / "a-out.png").read_bytes()).pixels
     np.testing.assert_array_equal(decoded, decompress(data, Registry([exact])))
+
+
+def test_int8_decoding_in_parallel_equals_decoding_one_at_a_time(
+    quantised_dir: Path, make_image: Callable[..., np.ndarray]
+) -> None:
+    model = Model(load_manifest(quantised_dir), RuntimeOptions(intra_op_threads=2))
+    registry = Registry([model])
+    files = [compress(make_image(96, 128, seed), model) for seed in range(4)]
+    alone = [decompress(data, registry) for data in files]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda data: decompress(data, registry), files * 3))
+    for index, pixels in enumerate(together):
+        np.testing.assert_array_equal(pixels, alone[index % len(files)])
+
+
+def test_a_new_export_drops_the_int8_graphs_of_the_old_one(quantised_dir: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(quantised_dir, tmp_path / "gc-tiny")
+    torch.manual_seed(9)
+    export_model(GenerativeCodec(CONFIGS["tiny"].model), copy, "gc-tiny")
+    assert not list(copy.glob("*.int8.onnx"))
+    assert set(load_manifest(copy).graph_files) == set(GRAPHS)
