@@ -408,8 +408,8 @@ def gpu_model(model: Model) -> Model | None:
 
 
 OPTION_VARIANTS = {
-    "default: int8 generator, memory arena shrunk after each run": {},
-    "float32 generator (`--no-int8`)": {"int8": False},
+    "default: int8 graphs, memory arena shrunk after each run": {},
+    "float32 graphs (`--no-int8`)": {"int8": False},
     "no memory arena (the system allocator)": {"memory_arena": False},
     "1 thread": {"intra_op_threads": 1},
 }
