@@ -25,7 +25,7 @@ import argparse
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +84,7 @@ def inner_convolutions(graph: onnx.GraphProto) -> list[str]:
     inputs = {value.name for value in graph.input} - initialisers
     outputs = {value.name for value in graph.output}
 
-    def reaches(start: list[str], ends: set[str], step: object) -> bool:
+    def reaches(start: list[str], ends: set[str], step: Callable[[str], list[str]]) -> bool:
         seen, todo = set(), list(start)
         while todo:
             name = todo.pop()
@@ -93,7 +93,7 @@ def inner_convolutions(graph: onnx.GraphProto) -> list[str]:
             if name in seen:
                 continue
             seen.add(name)
-            todo += step(name)  # type: ignore[operator]
+            todo += step(name)
         return False
 
     def upstream(name: str) -> list[str]:
