@@ -56,9 +56,12 @@ class FeedRecorder(Model):
         options = RuntimeOptions(providers=("CPUExecutionProvider",), int8=False, tile_pixels=2**31 - 1)
         super().__init__(load_manifest(model_dir), options)
         self.feeds: dict[str, list[dict[str, np.ndarray]]] = {graph: [] for graph in GRAPHS}
+        self.recording = set(GRAPHS)
+        """The graphs whose inputs are kept; shared, like `feeds`, with this model's rate points."""
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        self.feeds[graph].append(feeds)
+        if graph in self.recording:
+            self.feeds[graph].append(feeds)
         return super()._run(graph, feeds)
 
 
@@ -70,6 +73,7 @@ def graph_feeds(model_dir: Path, images: list[np.ndarray]) -> dict[str, list[dic
     for point in recorder.rate_points():
         for pixels in images:
             reconstruct(unpack(compress(pixels, point), DEFAULT_MAX_PIXELS), point)
+        recorder.recording.discard("encoder")  # its inputs are the same at every rate point
     return recorder.feeds
 
 
@@ -146,7 +150,8 @@ def quantize(model_dir: Path, images: list[np.ndarray], max_loss_db: float = MAX
         trial = shutil.copytree(model_dir, Path(work) / model_dir.name)
         data = json.loads((trial / MANIFEST_NAME).read_text())
         for graph in GRAPHS:
-            data["graphs"][graph + INT8_SUFFIX] = _quantise_graph(trial, graph, feeds[graph], Path(work))
+            source = trial / data["graphs"][graph]["file"]
+            data["graphs"][graph + INT8_SUFFIX] = _quantise_graph(source, trial, feeds[graph], Path(work))
         (trial / MANIFEST_NAME).write_text(manifest_text(data))
         measured = images[:: max(1, len(images) // FIDELITY_IMAGES)]
         psnr = {int8: round_trip_psnr(trial, measured, int8) for int8 in (False, True)}
@@ -167,10 +172,11 @@ def quantize(model_dir: Path, images: list[np.ndarray], max_loss_db: float = MAX
     return data["int8"]
 
 
-def _quantise_graph(model_dir: Path, graph: str, feeds: list[dict[str, np.ndarray]], work: Path) -> dict[str, object]:
-    """Write `graph`'s int8 variant into `model_dir`; returns its manifest entry."""
+def _quantise_graph(source: Path, model_dir: Path, feeds: list[dict[str, np.ndarray]], work: Path) -> dict[str, object]:
+    """Write the int8 variant of the graph file `source` into `model_dir`; returns its manifest entry."""
+    graph = source.stem
     folded, name = work / f"{graph}.float32.onnx", f"{graph}.int8.onnx"
-    float32_graph(load_manifest(model_dir).graph_files[graph], folded)
+    float32_graph(source, folded)
     folded_graph = onnx.load(str(folded)).graph
     nodes = inner_convolutions(folded_graph)
     quantize_static(

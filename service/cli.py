@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         metavar="N",
         help=f"largest region a network runs on at once; larger images go in overlapping tiles, bounding memory "
-        f"(default {DEFAULT_TILE_PIXELS}: an 8000x6000 image peaked at 715 MiB with gc-small)",
+        f"(default {DEFAULT_TILE_PIXELS}: an 8000x6000 image peaked at 714 MiB with gc-small)",
     )
     common.add_argument(
         "--no-int8",

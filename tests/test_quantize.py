@@ -148,3 +148,10 @@ def test_a_new_export_drops_the_int8_graphs_of_the_old_one(quantised_dir: Path, 
     export_model(GenerativeCodec(CONFIGS["tiny"].model), copy, "gc-tiny")
     assert not list(copy.glob("*.int8.onnx"))
     assert set(load_manifest(copy).graph_files) == set(GRAPHS)
+
+
+def test_quantising_again_replaces_the_int8_graphs(quantised_dir: Path, tmp_path: Path, make_image: Callable) -> None:
+    copy = shutil.copytree(quantised_dir, tmp_path / "gc-tiny")
+    quantize(copy, [make_image(96, 128, 11)], max_loss_db=100.0)
+    manifest = load_manifest(copy)
+    assert set(manifest.graph_files) == {*GRAPHS, *(graph + INT8_SUFFIX for graph in GRAPHS)}

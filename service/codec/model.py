@@ -17,7 +17,7 @@ from service.codec.manifest import INT8_SUFFIX, Manifest, RatePoint
 MIN_TILE_PIXELS = 256 * 256
 DEFAULT_TILE_PIXELS = 1536 * 1536
 """Largest region a graph runs on at once, halo included (2.4 Mpixel): a 1920x1080 image runs whole, larger ones
-in overlapping tiles, so peak memory stays near that of one such region (an 8000x6000 job peaked at 715 MiB with
+in overlapping tiles, so peak memory stays near that of one such region (an 8000x6000 job peaked at 714 MiB with
 gc-small)."""
 
 CUDA_OPTIONS = {
