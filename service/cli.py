@@ -95,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="int8",
         action="store_false",
         default=argparse.SUPPRESS,
-        help="on the CPU, run the float generator even where the model has an int8 one (slower; within a grey "
-        "level or two of it)",
+        help="on the CPU, run the float graphs even where the model has int8 ones (slower; images about 41 dB "
+        "PSNR from the int8 ones)",
     )
     parser = argparse.ArgumentParser(prog=PROG, description="Extreme generative image compression.", parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

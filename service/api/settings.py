@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     )
     int8: bool = Field(
         default=True,
-        description="On the CPU, run a model's int8 generator where it has one (faster; false: the float graph).",
+        description="On the CPU, run a model's int8 graphs where it has them (faster; false: the float graphs).",
     )
     concurrency: PositiveInt = Field(default=1, description="Codec jobs running at once (threads doing inference).")
     queue_size: Annotated[int, Field(ge=0)] = Field(

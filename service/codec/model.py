@@ -47,7 +47,7 @@ class RuntimeOptions:
     """Largest region (width * height, halo included) a graph runs on at once; larger images are tiled."""
     int8: bool = True
     """On the CPU, run a graph's int8 variant where the model has one (models/quantize.py): the generator about
-    twice as fast, its images within a grey level or two of the float graph's (docs/performance.md). GPUs run
+    twice as fast, its images about 41 dB (PSNR) from the float graph's (docs/performance.md). GPUs run
     the float graphs."""
 
     def __post_init__(self) -> None:
