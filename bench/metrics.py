@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from pytorch_msssim import ms_ssim
 
+from service.codec import detail
+
 METRICS_VERSION = 1
 """Bump when any measure below changes: it is part of every cache key, so old cached points are recomputed."""
 
@@ -41,36 +43,14 @@ def msssim(original: np.ndarray, decoded: np.ndarray) -> float | None:
 
 # --- Sliced Wasserstein distance between Laplacian-pyramid patch distributions -------------------------------------
 
-_BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
-"""The 5-tap filter of cv2.pyrDown / pyrUp, as in Karras et al.'s sliced_wasserstein.py (applied separably)."""
-
-
-def _blur(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Separable filtering of (channels, height, width) with mirror (reflect-101) borders."""
-    pad = len(taps) // 2
-    out = np.pad(image, ((0, 0), (pad, pad), (0, 0)), mode="reflect")
-    out = sum(taps[i] * out[:, i : i + image.shape[1]] for i in range(len(taps)))
-    out = np.pad(out, ((0, 0), (0, 0), (pad, pad)), mode="reflect")
-    return sum(taps[i] * out[:, :, i : i + image.shape[2]] for i in range(len(taps)))
-
-
-def _pyr_down(image: np.ndarray) -> np.ndarray:
-    return _blur(image, _BINOMIAL)[:, ::2, ::2]
-
-
-def _pyr_up(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    up = np.zeros((image.shape[0], 2 * image.shape[1], 2 * image.shape[2]), dtype=image.dtype)
-    up[:, ::2, ::2] = image
-    return _blur(up, 2 * _BINOMIAL)[:, : shape[0], : shape[1]]
-
 
 def laplacian_pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
-    """(height, width, 3) uint8 -> `levels` float32 (3, h, w) bands, finest first; the last is the low-pass rest."""
-    pyramid = [image.transpose(2, 0, 1).astype(np.float32)]
-    for _ in range(1, levels):
-        pyramid.append(_pyr_down(pyramid[-1]))
-        pyramid[-2] = pyramid[-2] - _pyr_up(pyramid[-1], pyramid[-2].shape[1:])
-    return pyramid
+    """(height, width, 3) uint8 -> `levels` float32 (3, h, w) bands, finest first; the last is the low-pass rest.
+
+    The pyramid of cv2.pyrDown / pyrUp as Karras et al.'s sliced_wasserstein.py builds it (5-tap binomial filter,
+    reflect-101 borders); the codec's detail restoration uses the same one (service/codec/detail.py).
+    """
+    return [band.transpose(2, 0, 1) for band in detail.laplacian_pyramid(image, levels - 1)]
 
 
 @dataclass(frozen=True)

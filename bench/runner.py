@@ -18,6 +18,7 @@ from bench.codecs import OURS, Codec, Encoded, Setting
 from bench.images import TestImage
 from bench.metrics import METRICS_VERSION, Reference, SwdSettings
 from service.codec import Registry, compress, decompress
+from service.codec.container import DETAIL_VERSION
 from service.codec.model import default_providers
 
 
@@ -64,6 +65,7 @@ def ours_subjects(registry: Registry, model_ids: Iterable[str]) -> list[Subject]
             "model": model.id,
             "channels": model.channels,
             "fingerprint": model.fingerprint.hex(),
+            "format_version": DETAIL_VERSION,  # what the pipeline does around the graphs (detail restoration)
             "onnxruntime": importlib.metadata.version("onnxruntime"),
             "providers": list(model.options.providers or default_providers()),
         }

@@ -113,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"model id (default: ${DEFAULT_MODEL_ENV}, else gc-small-c8 if installed, else the only model)",
     )
     sub.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    sub.add_argument(
+        "--no-detail",
+        dest="detail",
+        action="store_false",
+        help="GC: leave out the original's detail energy by scale (5 bytes; the decoder then restores none): a "
+        "smoother image, a little higher PSNR",
+    )
     selective = sub.add_argument_group(
         "selective compression (sc models; one IMAGE)",
         "A mask alone keeps its white region and synthesises the rest; --labels with --synthesize keeps all but "
@@ -163,7 +170,7 @@ def _compress(args: argparse.Namespace) -> int:
         decoded = decode_image(source.read_bytes(), max_pixels)
         for note in decoded.notes:
             tqdm.write(f"{PROG}: note: {source}: {note}", file=sys.stderr)
-        data = compress(decoded, model, mask, labels, synthesize, max_pixels=max_pixels)
+        data = compress(decoded, model, mask, labels, synthesize, max_pixels=max_pixels, restore_detail=args.detail)
         _write(target, data)
         header = unpack(data, max_pixels).header
         rate = bits_per_pixel(len(data), header.width, header.height)
@@ -209,6 +216,7 @@ def _info(args: argparse.Namespace) -> int:
             "bpp": round(bits_per_pixel(bitstream.size, header.width, header.height), 6),
             "mode": header.mode.name.lower(),
             "label_bytes": bitstream.label_bytes,
+            "detail_bands": 0 if header.detail is None else len(header.detail),
             # Whether decoding runs the generator in overlapping tiles (null: the model is not installed here).
             "tiled": None if model is None else is_tiled(model, header.width, header.height),
         }

@@ -46,9 +46,45 @@ def test_wrong_magic_is_rejected():
 
 def test_unknown_version_is_rejected():
     data = bytearray(pack(HEADER, PAYLOAD))
-    data[3] = 3
-    with pytest.raises(CorruptBitstream, match="version 3"):
+    data[3] = 4
+    with pytest.raises(CorruptBitstream, match="version 4"):
         unpack(_recrc(bytes(data)), CAP)
+
+
+def test_a_file_must_carry_the_lowest_version_that_holds_it():
+    data = bytearray(pack(HEADER, PAYLOAD))
+    for version in (2, 3):
+        data[3] = version
+        with pytest.raises(CorruptBitstream, match=f"says format version {version}, but .* is version 1"):
+            unpack(_recrc(bytes(data)), CAP)
+
+
+def test_a_detail_section_makes_gc_and_sc_files_version_3_and_round_trips():
+    for mode, labels in ((Mode.GC, None), (Mode.SC, b"labels")):
+        header = Header("gc-small-c8", bytes(8), 480, 360, mode, seed=7, detail=bytes([150, 120, 100, 90]))
+        data = pack(header, PAYLOAD, labels)
+        assert data[3] == 3 and data[4] & 0x80
+        bitstream = unpack(data, CAP)
+        assert (bitstream.header, bitstream.payload, bitstream.labels) == (header, PAYLOAD, labels)
+    # the section costs a count byte and a byte per band
+    assert (
+        len(pack(Header("gc-small-c8", bytes(8), 480, 360, detail=b"abcd"), PAYLOAD)) == len(pack(HEADER, PAYLOAD)) + 5
+    )
+
+
+def test_detail_sections_of_no_bands_or_too_many_are_refused():
+    for bands in (b"", bytes(9)):
+        with pytest.raises(ValueError, match="1-8 bands"):
+            pack(Header("gc-small-c8", bytes(8), 480, 360, detail=bands), PAYLOAD)
+    data = bytearray(pack(Header("gc-small-c8", bytes(8), 480, 360, detail=b"abcd"), PAYLOAD))
+    count = data.index(b"abcd") - 1
+    for bands in (0, 9):
+        data[count] = bands
+        with pytest.raises(CorruptBitstream, match=f"claims {bands} bands"):
+            unpack(_recrc(bytes(data)), CAP)
+    data[count] = 4
+    with pytest.raises(CorruptBitstream, match="ends inside the detail section"):
+        unpack(bytes(data[: count + 3]), CAP)
 
 
 def test_selective_files_are_version_2_and_keep_their_label_map():

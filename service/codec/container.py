@@ -6,6 +6,9 @@ the header claims is allocated; every malformed input raises CorruptBitstream wi
 Version 2 adds selective compression (SC): mode 1, and an optional label-map section before the payload (and a
 flag saying the payload's mask was coded from that label map). A file is written with the lowest version that can
 hold it, so GC files stay version 1, byte for byte.
+
+Version 3 adds the detail section (service/codec/detail.py): the original's band RMS, a byte per band, after the
+noise seed; GC and SC files alike carry it when their encoder measured it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ VERSION = 1
 """GC files."""
 SELECTIVE_VERSION = 2
 """SC files; readers of version 2 read version 1 too."""
+DETAIL_VERSION = 3
+"""Files with a detail section, GC or SC; readers of version 3 read versions 1 and 2 too."""
+MAX_DETAIL_BANDS = 8
 FINGERPRINT_BYTES = 8
 CRC_BYTES = 4
 MAX_VARINT_BYTES = 5
@@ -33,7 +39,8 @@ _MODE_MASK = 0x0F
 _SEED_FLAG = 0x10
 _LABELS_FLAG = 0x20
 _MASK_FROM_LABELS_FLAG = 0x40
-_RESERVED_FLAGS = {VERSION: 0xE0, SELECTIVE_VERSION: 0x80}
+_DETAIL_FLAG = 0x80
+_RESERVED_FLAGS = {VERSION: 0xE0, SELECTIVE_VERSION: 0x80, DETAIL_VERSION: 0x00}
 
 
 class Mode(IntEnum):
@@ -56,6 +63,15 @@ class Header:
     """Seed of the generator's noise channels (u32); present only for models with noise channels."""
     mask_from_labels: bool = False
     """SC with a label map: the payload's preservation mask is coded with the labels as its context."""
+    detail: bytes | None = None
+    """The original's coded band RMS, one byte per band, finest first (detail.py); None: no detail restoration."""
+
+    @property
+    def version(self) -> int:
+        """The lowest format version that holds this header."""
+        if self.detail is not None:
+            return DETAIL_VERSION
+        return VERSION if self.mode is Mode.GC else SELECTIVE_VERSION
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,8 @@ def pack(header: Header, payload: bytes, labels: bytes | None = None) -> bytes:
         raise ValueError("only SC files carry a label map")
     if header.mask_from_labels and labels is None:
         raise ValueError("a mask coded from the label map needs the label map")
+    if header.detail is not None and not 1 <= len(header.detail) <= MAX_DETAIL_BANDS:
+        raise ValueError(f"a detail section holds 1-{MAX_DETAIL_BANDS} bands, got {len(header.detail)}")
     flags = int(header.mode)
     if header.seed is not None:
         flags |= _SEED_FLAG
@@ -92,13 +110,17 @@ def pack(header: Header, payload: bytes, labels: bytes | None = None) -> bytes:
         flags |= _LABELS_FLAG
     if header.mask_from_labels:
         flags |= _MASK_FROM_LABELS_FLAG
+    if header.detail is not None:
+        flags |= _DETAIL_FLAG
     out = bytearray(MAGIC)
-    out += bytes([VERSION if header.mode is Mode.GC else SELECTIVE_VERSION, flags, len(header.model_id)])
+    out += bytes([header.version, flags, len(header.model_id)])
     out += header.model_id.encode("ascii")
     out += header.fingerprint
     out += _varint(header.width) + _varint(header.height)
     if header.seed is not None:
         out += struct.pack("<I", header.seed)
+    if header.detail is not None:
+        out += bytes([len(header.detail)]) + header.detail
     for section in (labels, payload):
         if section is not None:
             out += _varint(len(section)) + section
@@ -114,7 +136,7 @@ def unpack(data: bytes, max_pixels: int) -> Bitstream:
     version = reader.byte("format version")
     if version not in _RESERVED_FLAGS:
         raise CorruptBitstream(
-            f"unsupported format version {version}: this gancodec reads versions {VERSION} and {SELECTIVE_VERSION}"
+            f"unsupported format version {version}: this gancodec reads versions {VERSION} to {DETAIL_VERSION}"
         )
     flags = reader.byte("flags")
     if flags & _RESERVED_FLAGS[version]:
@@ -144,6 +166,12 @@ def unpack(data: bytes, max_pixels: int) -> Bitstream:
             f"above the limit of {max_pixels} pixels"
         )
     seed = struct.unpack("<I", reader.take(4, "noise seed"))[0] if flags & _SEED_FLAG else None
+    detail = None
+    if flags & _DETAIL_FLAG:
+        bands = reader.byte("detail band count")
+        if not 1 <= bands <= MAX_DETAIL_BANDS:
+            raise CorruptBitstream(f"the detail section claims {bands} bands, not 1-{MAX_DETAIL_BANDS}")
+        detail = reader.take(bands, "detail section")
     labels = reader.section("label map") if flags & _LABELS_FLAG else None
     payload = reader.section("payload")
     stored_crc = struct.unpack("<I", reader.take(CRC_BYTES, "checksum"))[0]
@@ -151,7 +179,9 @@ def unpack(data: bytes, max_pixels: int) -> Bitstream:
         raise CorruptBitstream(f"{reader.remaining} unexpected bytes after the checksum")
     if zlib.crc32(memoryview(data)[: len(data) - CRC_BYTES]) != stored_crc:
         raise CorruptBitstream("checksum mismatch: the file is corrupt")
-    header = Header(model_id, fingerprint, width, height, mode, seed, bool(flags & _MASK_FROM_LABELS_FLAG))
+    header = Header(model_id, fingerprint, width, height, mode, seed, bool(flags & _MASK_FROM_LABELS_FLAG), detail)
+    if version != header.version:
+        raise CorruptBitstream(f"the file says format version {version}, but what it holds is version {header.version}")
     return Bitstream(header=header, payload=payload, size=len(data), labels=labels)
 
 

@@ -119,6 +119,13 @@ async def compress_image(
             "labels). Repeat the field or separate names by commas; GET /models lists each model's classes."
         ),
     ] = None,
+    detail: Annotated[
+        bool,
+        Form(
+            description="GC: store the original's detail energy by scale (5 bytes), which the decoder restores; "
+            "false gives a smoother image with a little higher PSNR. SC files never carry it."
+        ),
+    ] = True,
 ) -> Response:
     max_pixels = runtime.settings.max_pixels
     data = await image.read()
@@ -132,7 +139,16 @@ async def compress_image(
     if maps or synthesize:
         check_selective(chosen.manifest)
         class_ids(chosen.manifest, synthesize or ())
-    job = partial(compress, data, chosen, maps.get("mask"), maps.get("labels"), synthesize, max_pixels=max_pixels)
+    job = partial(
+        compress,
+        data,
+        chosen,
+        maps.get("mask"),
+        maps.get("labels"),
+        synthesize,
+        max_pixels=max_pixels,
+        restore_detail=detail,
+    )
     bitstream = await runtime.limiter.run("compress", job)
     parsed = unpack(bitstream, max_pixels)
     runtime.metrics.bits_per_pixel.labels(chosen.id).observe(_bpp(parsed))
