@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", help="only these numbered files, e.g. 030-039")
     parser.add_argument("--model", help="the rate point (default: the registry's default)")
     parser.add_argument("--model-dir", type=Path, action="append", default=[], help="a model directory to measure")
+    parser.add_argument(
+        "--no-detail", dest="detail", action="store_false", help="the generator's own images: no detail restoration"
+    )
     args = parser.parse_args(argv)
     name, files = folder_set(args.folder, args.held_out)
     images = [load(path) for path in files]
@@ -67,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|")
     for label, registry in sources or [("zoo", Registry.discover())]:
         model = registry.get(args.model)
-        reports = [measure(image.pixels, decompress(compress(image.pixels, model), registry)) for image in images]
+        reports = [
+            measure(image.pixels, decompress(compress(image.pixels, model, restore_detail=args.detail), registry))
+            for image in images
+        ]
         report = mean_report(reports)
         levels = " / ".join(f"{value:.0f}" for value in report.swd)
         print(f"| {label} {model.id} | {levels} | {report.lowpass_rms:.2f} | {report.colour_shift:.2f} |")

@@ -301,6 +301,18 @@ def test_upload_compress_compare_slide_and_download(page, server, fixture_image,
     expect(page.locator("#right-source")).to_have_value("webp")
     expect(page.locator("#viewer")).to_be_focused()
 
+    # Detail restoration is on by default (format version 3); unticked, the form says so and the file is version 1.
+    assert bitstream[3] == 3
+    page.get_by_label("Restore detail").uncheck()
+    with page.expect_response(lambda response: response.url.endswith("/compress")) as answer:
+        page.get_by_role("button", name="Compress").click()
+    assert b'name="detail"\r\n\r\nfalse' in answer.value.request.post_data_buffer
+    expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the bitstream (.gcx)").click()
+    plain = Path(download.value.path()).read_bytes()
+    assert plain[3] == 1 and len(plain) < len(bitstream)
+
     artifacts = artifacts_dir(tmp_path_factory)
     page.screenshot(path=artifacts / "web-page.png", full_page=True)
     assert Image.open(artifacts / "web-page.png").size[0] == 1280

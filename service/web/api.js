@@ -43,11 +43,12 @@ export class Api {
     return (await this.request("models")).json();
   }
 
-  /** POST /compress; fields: {image, model, mask, labels, synthesize[]}. */
+  /** POST /compress; fields: {image, model, detail, mask, labels, synthesize[]}. */
   async compress(fields) {
     const form = new FormData();
     form.append("image", fields.image, fields.image.name || "image");
     if (fields.model) form.append("model", fields.model);
+    if (fields.detail === false) form.append("detail", "false");
     if (fields.mask) form.append("mask", fields.mask, "mask.png");
     if (fields.labels) form.append("labels", fields.labels, "labels.png");
     for (const name of fields.synthesize || []) form.append("synthesize", name);

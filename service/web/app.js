@@ -397,7 +397,7 @@ async function compressImage(event) {
   state.sources = new Map([["original", state.sources.get("original")]]);
   refreshSources();
   try {
-    const fields = { image: state.file, model: $("model").value };
+    const fields = { image: state.file, model: $("model").value, detail: $("detail").checked };
     if (maskActive()) fields.mask = await maskPng();
     if (selective() && state.labels) {
       fields.labels = state.labels.file;
