@@ -67,29 +67,59 @@ def measure(image: np.ndarray, bands: int, threads: int = 1) -> bytes:
 
 
 def restore(image: np.ndarray, codes: bytes, threads: int = 1) -> np.ndarray:
-    """A decoded RGB uint8 image with each luma band scaled to the RMS the codes give (as many bands as codes).
+    """Scale each luma band of a decoded RGB uint8 image, in place, to the RMS the codes give (as many bands as
+    codes); returns the image.
 
     Only luma is scaled: the same correction is added to the three channels, whose fine detail is mostly luma's.
     The result does not depend on `threads`: strips are cut by image size, and their sums added in order.
     """
-    out = np.empty_like(image)
     with ThreadPoolExecutor(threads) as pool:
         rms, pyramids = _measure_strips(image, len(codes), pool)
         gains = np.clip(rms_from_codes(codes) / np.maximum(rms, 1e-6), *GAIN_LIMITS).astype(np.float32)
+        cut = strips(*image.shape[:2])
+        if pyramids is not None:
+            # Built before anything changed: each strip now reads and writes only its own rows.
+            list(pool.map(lambda strip, pyramid: _correct(image, strip, pyramid, gains), cut, pyramids))
+            return image
+        # Large images: runs of consecutive strips, one per thread, each restored top to bottom; the luma of every
+        # run's outer margins is taken before any strip changes.
+        size, extra = divmod(len(cut), threads)
+        starts = [index * size + min(index, extra) for index in range(threads + 1)]
+        runs = [cut[start:stop] for start, stop in pairwise(starts) if stop > start]
+        margins = [
+            (
+                _luma(image[run[0].window.start : run[0].rows.start]),
+                _luma(image[run[-1].rows.stop : run[-1].window.stop]),
+            )
+            for run in runs
+        ]
+        list(pool.map(lambda run, margin: _restore_in_order(image, run, gains, *margin), runs, margins))
+    return image
 
-        def restore_strip(strip: _Strip, pyramid: list[np.ndarray] | None) -> None:
-            if pyramid is None:
-                pyramid = laplacian_pyramid(_luma(image[strip.window]), len(codes))
-            for band, gain in zip(pyramid[:-1], gains, strict=True):
-                band *= gain - 1
-            pyramid[-1] = np.zeros_like(pyramid[-1])
-            correction = np.rint(collapse(pyramid)[strip.kept]).astype(np.int16)[..., None]
-            restored = image[strip.rows] + correction
-            np.clip(restored, 0, 255, out=restored)
-            out[strip.rows] = restored
 
-        list(pool.map(restore_strip, strips(*image.shape[:2]), pyramids))
-    return out
+def _restore_in_order(
+    image: np.ndarray, run: list[_Strip], gains: np.ndarray, above: np.ndarray, below: np.ndarray
+) -> None:
+    """Restore consecutive strips top to bottom. Each pyramid must see its neighbours' rows as they were: the rows
+    above a strip belong to the one restored before it, so their luma is taken before that one changes."""
+    for index, strip in enumerate(run):
+        last = index == len(run) - 1
+        lower = below if last else _luma(image[strip.rows.stop : strip.window.stop])
+        pyramid = laplacian_pyramid(np.concatenate([above, _luma(image[strip.rows]), lower]), len(gains))
+        if not last:
+            above = _luma(image[run[index + 1].window.start : strip.rows.stop])
+        _correct(image, strip, pyramid, gains)
+
+
+def _correct(image: np.ndarray, strip: _Strip, pyramid: list[np.ndarray], gains: np.ndarray) -> None:
+    """Add to the strip's rows, in place, the collapse of its luma bands times (gain - 1), rounded and clipped."""
+    for band, gain in zip(pyramid[:-1], gains, strict=True):
+        band *= gain - 1
+    pyramid[-1] = np.zeros_like(pyramid[-1])
+    correction = np.rint(collapse(pyramid)[strip.kept]).astype(np.int16)[..., None]
+    restored = image[strip.rows] + correction
+    np.clip(restored, 0, 255, out=restored)
+    image[strip.rows] = restored
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
@@ -164,9 +194,9 @@ def strips(height: int, width: int) -> list[_Strip]:
 
 def _measure_strips(
     image: np.ndarray, bands: int, pool: ThreadPoolExecutor
-) -> tuple[np.ndarray, list[list[np.ndarray] | None]]:
+) -> tuple[np.ndarray, list[list[np.ndarray]] | None]:
     """(the RMS of each band over the whole image, each strip's pyramid where the image is small enough to keep
-    them all, else None per strip)."""
+    them all, else None)."""
     keep = image.shape[0] * image.shape[1] <= KEEP_PIXELS
 
     def measure_strip(strip: _Strip) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
@@ -181,4 +211,4 @@ def _measure_strips(
     results = list(pool.map(measure_strip, strips(*image.shape[:2])))
     squares = np.sum([squares for squares, _, _ in results], axis=0)
     counts = np.sum([counts for _, counts, _ in results], axis=0)
-    return np.sqrt(squares / np.maximum(counts, 1)), [pyramid for _, _, pyramid in results]
+    return np.sqrt(squares / np.maximum(counts, 1)), [pyramid for _, _, pyramid in results] if keep else None
