@@ -562,7 +562,7 @@ Model `{model.id}`{" (random weights)" if args.random else ""}, tiles of at most
 
 Peak resident memory {report["peak_mib"]:.0f} MiB: {"within" if within else "OVER"} the budget of {args.budget_mib} MiB
 (the image itself takes {width * height * 3 / 2**20:.0f} MiB as RGB; the rest is one tile's graph run, the models,
-the detail-restored copy and the output).
+detail restoration's strips and the output).
 
 Seams: around a point where generator tiles meet, pixel ({seam["x"]}, {seam["y"]}), the generator was also run
 whole on the {seam["window"]} window holding every cell the {args.crop}x{args.crop} crop there depends on: the tiled
