@@ -93,9 +93,10 @@ def measure_frame(
     height, width = ids.shape
     synthesized = [sc.manifest.classes.index(name) for name in synthesize]
     preserved = ~np.isin(ids, synthesized)
-    gc_file = compress(pixels, gc)
+    # SC files carry no detail section (pipeline.compress): GC is compared without one too, like with like.
+    gc_file = compress(pixels, gc, restore_detail=False)
     sc_file = compress(pixels, sc, labels=labels_png, synthesize=synthesize)
-    sc_as_gc = compress(pixels, sc)
+    sc_as_gc = compress(pixels, sc, restore_detail=False)
     gc_image, sc_image = decompress(gc_file, registry), decompress(sc_file, registry)
     selection = select(
         sc.manifest, (height, width), latent_size(width, height, sc.manifest.downsampling), None, labels_png, synthesize

@@ -55,6 +55,17 @@ async def test_jpeg_and_webp_uploads_are_compressed(model_dir, make_image, fmt):
     assert (response.headers["gancodec-width"], response.headers["gancodec-height"]) == ("36", "24")
 
 
+async def test_detail_restoration_is_on_unless_the_form_turns_it_off(model_dir, make_image):
+    image = encode(make_image(40, 50))
+    async with running(settings(model_dir)) as (_, client):
+        default = await client.post("/compress", files={"image": ("a.png", image)})
+        plain = await client.post("/compress", files={"image": ("a.png", image)}, data={"detail": "false"})
+        refused = await client.post("/compress", files={"image": ("a.png", image)}, data={"detail": "maybe"})
+    assert default.content[3] == 3 and plain.content[3] == 1
+    assert len(default.content) == len(plain.content) + 3  # a count byte and two bands for 40x50
+    assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+
+
 async def test_compressing_twice_gives_the_same_bytes_and_etag(model_dir, make_image):
     image = encode(make_image(20, 20))
     async with running(settings(model_dir)) as (_, client):

@@ -44,8 +44,16 @@ def test_compress_decompress_and_info(workdir, capsys):
     info = json.loads(capsys.readouterr().out)
     size = (workdir / "a.gcx").stat().st_size
     assert info["model"] == "gc-tiny" and (info["width"], info["height"]) == (41, 30)
-    assert info["bytes"] == size and info["mode"] == "gc"
+    assert info["bytes"] == size and info["mode"] == "gc" and info["detail_bands"] == 2
     assert info["bpp"] == pytest.approx(8 * size / (41 * 30), rel=1e-5)
+
+
+def test_no_detail_leaves_the_detail_section_out(workdir, capsys):
+    assert main(["compress", str(workdir / "a.png"), "-o", str(workdir / "plain.gcx"), "--no-detail"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(workdir / "plain.gcx")]) == 0
+    assert json.loads(capsys.readouterr().out)["detail_bands"] == 0
+    assert (workdir / "plain.gcx").read_bytes()[3] == 1
 
 
 def test_many_inputs_go_to_the_output_directory(workdir):
