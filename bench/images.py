@@ -60,10 +60,15 @@ def parse_numbers(text: str) -> set[int]:
 
 def folder_set(folder: Path, held_out: str | None = None) -> tuple[str, list[Path]]:
     """(set name, sorted png/jpg/webp files) of a folder; with `held_out`, only the files whose name is one of
-    those numbers (030.webp for 30), and the set is named after them: photos-030-039."""
+    those numbers (030.webp for 30), and the set is named after them: photos-030-039. A folder whose files are not
+    numbered is a held-out set as a whole (camvid/val/images), and `held_out` leaves it be. A folder called
+    `images` is named after the two above it: camvid-val."""
     files = image_files(folder)
-    name = folder.resolve().name or "images"
-    if held_out is None:
+    resolved = folder.resolve()
+    name = resolved.name or "images"
+    if name == "images" and len(resolved.parents) > 2:
+        name = f"{resolved.parent.parent.name}-{resolved.parent.name}"
+    if held_out is None or not any(p.stem.isdigit() for p in files):
         return name, files
     numbers = parse_numbers(held_out)
     chosen = [p for p in files if p.stem.isdigit() and int(p.stem) in numbers]

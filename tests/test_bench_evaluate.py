@@ -136,3 +136,12 @@ def test_default_set_is_the_held_out_photos() -> None:
     name, photos = evaluate.images.folder_set(evaluate.images.DEFAULT_FOLDER, evaluate.images.DEFAULT_HELD_OUT)
     assert name == "photos-030-039"
     assert [int(p.stem) for p in photos] == list(range(30, 40))
+
+
+def test_a_folder_of_unnumbered_frames_is_held_out_whole_and_named_after_its_parents(tmp_path) -> None:
+    frames = tmp_path / "camvid" / "val" / "images"
+    frames.mkdir(parents=True)
+    for stem in ("0016E5_07959", "0016E5_07961"):
+        Image.new("RGB", (8, 8)).save(frames / f"{stem}.png")
+    name, files = evaluate.images.folder_set(frames, "030-039")
+    assert name == "camvid-val" and [p.stem for p in files] == ["0016E5_07959", "0016E5_07961"]
