@@ -49,7 +49,8 @@ def total_memory_gib() -> float | None:
 
 
 def other_load() -> str:
-    """The busiest other processes (by CPU since they started), so a reader can judge contended figures."""
+    """The busiest other processes (by CPU since they started), so a reader can judge contended figures; those
+    stopped (SIGSTOP, as the routines pause training for a quiet benchmark) are said to be."""
     busy = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -66,9 +67,10 @@ def other_load() -> str:
         if elapsed > 5 and command:
             share = (utime + stime) / ticks / elapsed
             if share > 0.2:
-                busy.append((share, nice, command[:90]))
+                stopped = ", stopped at the time" if fields[0] == "T" else ""
+                busy.append((share, f"`{command[:90]}` (nice {nice}, {share:.0%} of a core on average{stopped})"))
     busy.sort(reverse=True)
-    return "; ".join(f"`{command}` (nice {nice}, {share:.0%} of a core on average)" for share, nice, command in busy)
+    return "; ".join(description for _, description in busy)
 
 
 def describe_machine() -> str:
