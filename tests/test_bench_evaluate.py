@@ -19,7 +19,7 @@ from service.codec import load_manifest
 
 @pytest.fixture()
 def folder(tmp_path: Path, make_image) -> Path:
-    images = tmp_path / "images"
+    images = tmp_path / "photos"
     images.mkdir()
     Image.fromarray(make_image(176, 192, seed=1)).save(images / "one.png")
     Image.fromarray(make_image(64, 80, seed=2)).save(images / "two.png")  # too small for MS-SSIM: recorded as null
@@ -40,12 +40,12 @@ def test_one_command_writes_everything_and_reuses_the_cache(folder: Path, model_
     record = run(folder, model_dir, out)
     expected_points = 2 * (1 + 11 + 11)  # two images x (our model + JPEG's and JPEG 2000's sweeps)
     assert record["points_measured"] == expected_points and record["points_from_cache"] == 0
-    for name in ("results.json", "summary.md", "rd-images.png", "realism-images.png", "sheet-images-two.png"):
+    for name in ("results.json", "summary.md", "rd-photos.png", "realism-photos.png", "sheet-photos-two.png"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert results["machine"] and "cores" in results["machine"] and results["machine_details"]
     assert results["default_model"] == "gc-tiny"
-    points = results["sets"]["images"]["points"]
+    points = results["sets"]["photos"]["points"]
     assert len(points) == expected_points
     for p in points:
         assert p["bpp"] == pytest.approx(8 * p["bytes"] / (192 * 176 if p["image"] == "one.png" else 80 * 64), 1e-5)
@@ -54,7 +54,7 @@ def test_one_command_writes_everything_and_reuses_the_cache(folder: Path, model_
         assert (p["ms_ssim"] is None) == (p["image"] == "two.png")
     ours = [p for p in points if p["codec"] == "ours"]
     assert {p["setting"] for p in ours} == {"gc-tiny"}
-    comparison = results["sets"]["images"]["comparisons"]["gc-tiny"]["jpeg"]
+    comparison = results["sets"]["photos"]["comparisons"]["gc-tiny"]["jpeg"]
     assert comparison["images"] == 2 and "at_2x" in comparison
     assert "not run" in results["learned"]["lpips"]
     summary = (out / "summary.md").read_text()
@@ -64,12 +64,12 @@ def test_one_command_writes_everything_and_reuses_the_cache(folder: Path, model_
     assert len(measured) == 1 and measured[0]["verdict"] in {"PASS", "FAIL"}, "JPEG was run: decided"
     assert all(c["verdict"] == "UNDECIDED" for c in results["criteria"] if "AVIF" in c["criterion"]), "not run"
     assert "## The issue's criteria" in summary
-    with Image.open(out / "sheet-images-two.png") as sheet:
+    with Image.open(out / "sheet-photos-two.png") as sheet:
         assert sheet.size == (2 * 80, 3 * 64), "original + ours, then two codecs at 1x and 2x (crop fits the image)"
 
     again = run(folder, model_dir, out)
     assert again["points_measured"] == 0 and again["points_from_cache"] == expected_points
-    rerun = json.loads((out / "results.json").read_text())["sets"]["images"]["points"]
+    rerun = json.loads((out / "results.json").read_text())["sets"]["photos"]["points"]
     strip = [{k: v for k, v in p.items() if not k.endswith("seconds")} for p in points]
     assert [{k: v for k, v in p.items() if not k.endswith("seconds")} for p in rerun] == strip
 
