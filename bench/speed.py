@@ -276,7 +276,7 @@ def time_detail(pixels: np.ndarray, threads: int, repeats: int) -> tuple[float, 
     if not bands:
         return 0.0, 0.0
     codes = detail.measure(pixels, bands, threads)
-    blurred = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(1)))
+    blurred = np.array(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(1)))  # restored in place, again
     return (
         best_time(lambda: detail.measure(pixels, bands, threads), repeats),
         best_time(lambda: detail.restore(blurred, codes, threads), repeats),

@@ -14,11 +14,16 @@ bounded on large images, and the cut depends on the image's size alone, so resul
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from itertools import pairwise
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 MAX_BANDS = 4
 MIN_COARSE_SIDE = 8
@@ -62,8 +67,7 @@ def rms_from_codes(codes: bytes) -> np.ndarray:
 
 def measure(image: np.ndarray, bands: int, threads: int = 1) -> bytes:
     """The coded RMS of each of an RGB uint8 (height, width, 3) image's first `bands` Laplacian bands of luma."""
-    with ThreadPoolExecutor(threads) as pool:
-        return rms_codes(_measure_strips(image, bands, pool)[0])
+    return rms_codes(_measure_strips(image, bands, threads)[0])
 
 
 def restore(image: np.ndarray, codes: bytes, threads: int = 1) -> np.ndarray:
@@ -73,28 +77,37 @@ def restore(image: np.ndarray, codes: bytes, threads: int = 1) -> np.ndarray:
     Only luma is scaled: the same correction is added to the three channels, whose fine detail is mostly luma's.
     The result does not depend on `threads`: strips are cut by image size, and their sums added in order.
     """
-    with ThreadPoolExecutor(threads) as pool:
-        rms, pyramids = _measure_strips(image, len(codes), pool)
-        gains = np.clip(rms_from_codes(codes) / np.maximum(rms, 1e-6), *GAIN_LIMITS).astype(np.float32)
-        cut = strips(*image.shape[:2])
-        if pyramids is not None:
-            # Built before anything changed: each strip now reads and writes only its own rows.
-            list(pool.map(lambda strip, pyramid: _correct(image, strip, pyramid, gains), cut, pyramids))
-            return image
-        # Large images: runs of consecutive strips, one per thread, each restored top to bottom; the luma of every
-        # run's outer margins is taken before any strip changes.
-        size, extra = divmod(len(cut), threads)
-        starts = [index * size + min(index, extra) for index in range(threads + 1)]
-        runs = [cut[start:stop] for start, stop in pairwise(starts) if stop > start]
-        margins = [
-            (
-                _luma(image[run[0].window.start : run[0].rows.start]),
-                _luma(image[run[-1].rows.stop : run[-1].window.stop]),
-            )
-            for run in runs
-        ]
-        list(pool.map(lambda run, margin: _restore_in_order(image, run, gains, *margin), runs, margins))
+    rms, pyramids = _measure_strips(image, len(codes), threads)
+    gains = np.clip(rms_from_codes(codes) / np.maximum(rms, 1e-6), *GAIN_LIMITS).astype(np.float32)
+    cut = strips(*image.shape[:2])
+    if pyramids is not None:
+        # Built before anything changed: each strip now reads and writes only its own rows.
+        _map(threads, lambda strip, pyramid: _correct(image, strip, pyramid, gains), cut, pyramids)
+        return image
+    # Large images: runs of consecutive strips, one per thread, each restored top to bottom; the luma of every
+    # run's outer margins is taken before any strip changes.
+    size, extra = divmod(len(cut), threads)
+    starts = [index * size + min(index, extra) for index in range(threads + 1)]
+    runs = [cut[start:stop] for start, stop in pairwise(starts) if stop > start]
+    margins = [
+        (_luma(image[run[0].window.start : run[0].rows.start]), _luma(image[run[-1].rows.stop : run[-1].window.stop]))
+        for run in runs
+    ]
+    _map(threads, lambda run, margin: _restore_in_order(image, run, gains, *margin), runs, margins)
     return image
+
+
+def _map(threads: int, function: Callable[..., T], *iterables: Iterable[Any]) -> list[T]:
+    """map() on `threads` threads of a pool that lives as long as the process: a pool per image would start new
+    threads for every request, and each new thread may get a malloc arena of its own (memory creeping up)."""
+    if threads == 1:
+        return list(map(function, *iterables))
+    return list(_pool(threads).map(function, *iterables))
+
+
+@cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="gancodec-detail")
 
 
 def _restore_in_order(
@@ -192,9 +205,7 @@ def strips(height: int, width: int) -> list[_Strip]:
     ]
 
 
-def _measure_strips(
-    image: np.ndarray, bands: int, pool: ThreadPoolExecutor
-) -> tuple[np.ndarray, list[list[np.ndarray]] | None]:
+def _measure_strips(image: np.ndarray, bands: int, threads: int) -> tuple[np.ndarray, list[list[np.ndarray]] | None]:
     """(the RMS of each band over the whole image, each strip's pyramid where the image is small enough to keep
     them all, else None)."""
     keep = image.shape[0] * image.shape[1] <= KEEP_PIXELS
@@ -208,7 +219,7 @@ def _measure_strips(
             squares[level], counts[level] = np.dot(kept, kept), kept.size
         return squares, counts, pyramid if keep else None
 
-    results = list(pool.map(measure_strip, strips(*image.shape[:2])))
+    results = _map(threads, measure_strip, strips(*image.shape[:2]))
     squares = np.sum([squares for squares, _, _ in results], axis=0)
     counts = np.sum([counts for _, counts, _ in results], axis=0)
     return np.sqrt(squares / np.maximum(counts, 1)), [pyramid for _, _, pyramid in results] if keep else None

@@ -13,6 +13,7 @@ import os
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 
 import numpy as np
 
@@ -84,16 +85,15 @@ def compress(
     if selection is None and Mode.GC.name.lower() not in manifest.modes:
         raise UnknownModel(f"model {model.id} does not support global (gc) compression")
     bands = detail.band_count(height, width) if restore_detail and selection is None else 0
-    with ThreadPoolExecutor(1) as beside:
-        # The encoder graph leaves the cores partly idle: measuring the detail beside it hides most of its time.
-        measuring = beside.submit(detail.measure, pixels, bands) if bands else None
-        latent = encode_tiled(pixels, model, rows, columns)
-        symbols = quantise(latent[: model.channels], model.centres)
-        if selection is None:
-            seed = zlib.crc32(symbols.tobytes()) if manifest.noise_channels else None
-            codes = None if measuring is None else measuring.result()
-            header = Header(model.id, model.fingerprint, width, height, Mode.GC, seed, detail=codes)
-            return pack(header, model.entropy.encode(symbols))
+    # The encoder graph leaves the cores partly idle: measuring the detail beside it hides most of its time.
+    measuring = _beside().submit(detail.measure, pixels, bands) if bands else None
+    latent = encode_tiled(pixels, model, rows, columns)
+    symbols = quantise(latent[: model.channels], model.centres)
+    if selection is None:
+        seed = zlib.crc32(symbols.tobytes()) if manifest.noise_channels else None
+        codes = None if measuring is None else measuring.result()
+        header = Header(model.id, model.fingerprint, width, height, Mode.GC, seed, detail=codes)
+        return pack(header, model.entropy.encode(symbols))
     seed = zlib.crc32(symbols[:, selection.keep].tobytes()) if manifest.noise_channels else None
     label_section = None if selection.labels is None else encode_labels(selection.labels, len(manifest.classes))
     payload, mask_from_labels = encode_kept(model.entropy, symbols, selection.keep, selection.labels)
@@ -205,6 +205,13 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
     labels = None if keep is None else _one_hot(ids, len(manifest.classes))
     pixels = generate_tiled(model, latent, header.height, header.width, mask, labels)
     return pixels if header.detail is None else detail.restore(pixels, header.detail, _threads(model))
+
+
+@cache
+def _beside() -> ThreadPoolExecutor:
+    """Threads for work beside a graph, for the life of the process (new threads per image would each be able to
+    take a malloc arena of their own: detail._map)."""
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="gancodec-beside")
 
 
 def _threads(model: Model) -> int:
