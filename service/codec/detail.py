@@ -2,7 +2,7 @@
 
 The generator draws too little detail, by an amount that varies from image to image (docs/training.md, v6: at
 the default rate point the originals' two finest Laplacian bands have about 1.4 times the RMS of its images',
-with a standard deviation of 0.3-0.4 between photos). So the encoder measures the RMS of the original's first
+with standard deviations of 0.41 and 0.26 between photos). So the encoder measures the RMS of the original's first
 few Laplacian-pyramid bands and stores each in one byte of the file; the decoder measures the same bands of its own
 image and scales each by the ratio (within GAIN_LIMITS) before collapsing the pyramid. The pyramid is Burt and
 Adelson's: the 5-tap binomial filter of cv2.pyrDown / pyrUp, mirrored (reflect-101) borders.

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import threading
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import onnxruntime as ort
@@ -55,9 +56,11 @@ class RuntimeOptions:
             raise ValueError(f"tile_pixels must be at least {MIN_TILE_PIXELS}, got {self.tile_pixels}")
 
 
-def default_providers() -> list[str]:
+@cache
+def default_providers() -> tuple[str, ...]:
+    """CUDA first where this onnxruntime build has it, then the CPU; asked once (Model.runs asks on every run)."""
     available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return tuple(p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available)
 
 
 def create_session(graph: bytes, options: RuntimeOptions) -> ort.InferenceSession:
