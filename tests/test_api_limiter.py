@@ -15,6 +15,8 @@ from service.api.problems import Problem
 
 pytestmark = pytest.mark.anyio
 
+OCTET = {"content-type": "application/octet-stream"}
+
 
 async def _occupy(limiter: Limiter, release: threading.Event, task_group: anyio.abc.TaskGroup) -> None:
     """Start a job that holds a worker until `release` is set, and wait until it runs."""
@@ -77,6 +79,29 @@ async def test_a_burst_beyond_the_queue_gets_429_and_the_queued_requests_complet
         assert_problem(refused, "overloaded")
         assert refused.headers["retry-after"] == "7"
     assert ready.status_code == 200
+
+
+async def test_a_saturated_server_answers_oversized_and_slow_bodies_413_and_408(model_dir):
+    async def chunks(count: int, pause: float = 0.0):
+        for _ in range(count):
+            await anyio.sleep(pause)
+            yield bytes(200)
+
+    release = threading.Event()
+    shedding = settings(model_dir, concurrency=1, queue_size=0, max_upload_bytes=1000, read_timeout=0.2)
+    async with running(shedding) as (app, client):
+        try:
+            async with anyio.create_task_group() as group:
+                await _occupy(app.state.runtime.limiter, release, group)
+                oversized = await client.post("/decompress", content=chunks(10), headers=OCTET)
+                slow = await client.post("/decompress", content=chunks(2, pause=0.5), headers=OCTET)
+                still_saturated = app.state.runtime.limiter.saturated
+                release.set()
+        finally:
+            release.set()
+    assert still_saturated
+    assert_problem(oversized, "upload-too-large")
+    assert_problem(slow, "request-timeout")
 
 
 async def test_waiting_too_long_for_a_worker_is_503(model_dir, make_image):

@@ -67,7 +67,8 @@ class ShedLoadMiddleware:
 
     The body is drained unparsed first (a client still sending would otherwise see the connection reset instead
     of the answer), so a burst far past capacity costs the server little more than reading bytes: no multipart
-    parsing, no image probing. Requests that pass are still checked by the limiter itself when they get there.
+    parsing, no image probing. A body that breaks the body limit while draining gets that limit's answer (413,
+    408) instead. Requests that pass are still checked by the limiter itself when they get there.
     """
 
     def __init__(self, app: ASGIApp, paths: frozenset[str]) -> None:
@@ -79,8 +80,11 @@ class ShedLoadMiddleware:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths and runtime:
             refusal = runtime.limiter.refusal()
             if refusal is not None:
-                while (await receive()).get("more_body", False):
-                    pass
+                try:
+                    while (await receive()).get("more_body", False):
+                        pass
+                except Problem as problem:  # raised by the body limit's receive, outside the exception handlers
+                    refusal = problem
                 await render(scope, refusal)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
