@@ -70,8 +70,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED_SIZES = ((1, 1), (2, 31), (16, 16), (17, 33), (48, 64), (5, 200), (96, 128))
 """(height, width) of the images whose bitstreams seed the mutations."""
 INTERESTING_BYTES = (0x00, 0x01, 0x02, 0x0F, 0x10, 0x1F, 0x20, 0x40, 0x7F, 0x80, 0x81, 0xE0, 0xFE, 0xFF)
-INTERESTING_SIZES = (0, 1, 2, 15, 16, 17, 255, 4096, 4097, 65535, 2**20, 2**28, 2**35 - 1)
-"""Widths and heights for header edits: edges of the varint, of the latent grid, and of the pixel cap."""
+INTERESTING_SIZES = (0, 1, 2, 15, 16, 17, 255, 4096, 4097, 65535, 65536, 2**20, 2**24, 2**28, 2**35 - 1)
+"""Widths and heights for header edits: edges of the varint, of the latent grid, of the side limit and of the
+pixel cap."""
 
 
 # --- inputs ------------------------------------------------------------------------------------------------
@@ -86,8 +87,9 @@ def seed_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 def seed_bitstreams(models: Sequence[Model], sizes: Sequence[tuple[int, int]] = SEED_SIZES) -> list[bytes]:
-    """Each model's files of each size: GC where the model codes it; for SC models also a file keeping the left
-    half (a mask, no label map) and one with a label map of stripes whose first class is synthesised."""
+    """Each model's files of each size: GC where the model codes it; for SC models also a file keeping nothing (an
+    all-black mask: valid, and coded with no symbols at all), one keeping the left half (a mask, no label map) and
+    one with a label map of stripes whose first class is synthesised."""
     seeds = []
     for model in models:
         manifest = model.manifest
@@ -99,6 +101,7 @@ def seed_bitstreams(models: Sequence[Model], sizes: Sequence[tuple[int, int]] = 
                 mask = np.zeros((h, w), bool)
                 mask[:, : (w + 1) // 2] = True
                 labels = (np.arange(w)[None, :] * len(manifest.classes) // max(w, 1)).repeat(h, axis=0)
+                seeds.append(compress(image, model, mask=np.zeros((h, w), bool)))
                 seeds.append(compress(image, model, mask=mask))
                 seeds.append(compress(image, model, labels=labels, synthesize=[manifest.classes[0]]))
     return seeds

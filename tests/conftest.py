@@ -66,6 +66,19 @@ def nested_sc_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def contextual_sc_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sc-tiny-contexts: sc-tiny with context tables fitted to two images, as the shipped sc-small has them, so
+    its kept symbols are coded wavefront by wavefront (service/codec/entropy.py)."""
+    from models.contexts import fit
+
+    out_dir = _export(
+        tmp_path_factory.mktemp("contextual-sc-zoo") / "sc-tiny-contexts", "sc-tiny-contexts", 7, "sc-tiny"
+    )
+    fit(out_dir, [_image(64, 96, seed) for seed in range(2)])
+    return out_dir
+
+
+@pytest.fixture(scope="session")
 def sc_model(sc_model_dir: Path) -> Model:
     return Model(load_manifest(sc_model_dir))
 

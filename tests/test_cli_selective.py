@@ -71,6 +71,7 @@ def test_models_lists_the_classes(workdir, capsys):
     ("extra", "message"),
     [
         (["--labels", "{dir}/labels.png", "--synthesize", "road,lake"], "unknown class 'lake'"),
+        (["--labels", "{dir}/labels.png", "--synthesize", "\u00b2"], "unknown class '\u00b2'"),
         (["--synthesize", "road"], "give the label map too"),
         (["--mask", "{dir}/small.png"], "the mask is 60x45, the image 120x90"),
         (["--labels", "{dir}/a.png"], "single-channel PNG of class ids"),
@@ -82,6 +83,22 @@ def test_selective_errors_are_one_line(workdir, capsys, extra, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith("gancodec: error: "), err
     assert message in err[0]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--mask", "{dir}/black.png"], ["--labels", "{dir}/labels.png", "--synthesize", ",".join(map(str, range(12)))]],
+    ids=["all-black mask", "every class synthesised"],
+)
+def test_selections_that_keep_nothing_round_trip_with_context_tables(
+    workdir, contextual_sc_model_dir, monkeypatch, extra
+):
+    monkeypatch.setenv("GANCODEC_MODEL_DIRS", str(contextual_sc_model_dir))
+    (workdir / "black.png").write_bytes(_grey(np.zeros((90, 120), dtype=np.uint8)))
+    options = [arg.format(dir=workdir) for arg in extra]
+    assert main(["compress", str(workdir / "a.png"), *options, "-o", str(workdir / "none.gcx")]) == 0
+    assert main(["decompress", str(workdir / "none.gcx"), "-o", str(workdir / "none.png")]) == 0
+    assert decode_image((workdir / "none.png").read_bytes()).pixels.shape == (90, 120, 3)
 
 
 def test_maps_need_a_single_image(workdir, capsys):

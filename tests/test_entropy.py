@@ -151,6 +151,16 @@ def test_wavefronts_visit_each_kept_cell_once_after_its_four_coded_neighbours():
         assert np.all(neighbour[keep] < visited[keep])
 
 
+def test_a_mask_that_keeps_nothing_has_no_wavefronts_and_codes_no_symbols():
+    keep = np.zeros((6, 9), dtype=bool)
+    assert wavefronts(keep) == []
+    coder = EntropyCoder(_context_tables(), precision=16)
+    encoder = constriction.stream.queue.RangeEncoder()
+    coder.write(encoder, _smooth(2, 6, 9, seed=6), keep)
+    decoder = open_payload(to_payload(encoder))
+    assert not coder.read(decoder, keep).any() and decoder.maybe_exhausted()
+
+
 def test_a_context_is_above_left_above_above_right_then_left():
     symbols = np.array([[0, 1, 2], [3, 4, 0]], dtype=np.uint8)
     base = 6

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bench.fuzz import fix_crc, judge, judge_payload, mutated_bitstreams, resized, seed_bitstreams
-from service.codec import CorruptBitstream, ImageTooLarge, Model, Registry, decompress, load_manifest, unpack
+from service.codec import CorruptBitstream, ImageTooLarge, Mode, Model, Registry, decompress, load_manifest, unpack
 from service.codec.entropy import EntropyCoder
+from service.codec.selective import decode_kept
 
 HANG_SECONDS = 60
 """An input still running after this long is a hang: the watchdog prints every stack and ends the process."""
@@ -109,3 +110,15 @@ def test_payloads_from_the_encoder_always_meet_the_length_bound():
             payload = coder.encode(symbols)
             assert len(payload) >= coder.minimum_payload_bytes(side * side)
             np.testing.assert_array_equal(coder.decode(payload, side, side), symbols)
+
+
+def test_seeds_for_a_model_with_context_tables_include_a_file_that_keeps_nothing(contextual_sc_model_dir):
+    """What `python -m bench.fuzz --model-dir service/zoo/sc-small` starts from: sc-small codes with contexts."""
+    model = Model(load_manifest(contextual_sc_model_dir))
+    seeds = seed_bitstreams([model], sizes=((1, 1), (48, 64)))
+    registry = Registry([model])
+    assert [judge(seed, registry) for seed in seeds] == ["decoded"] * len(seeds)
+    gc, nothing, left_half, _ = seeds[-4:]  # the 48x64 files (a 3x4 latent)
+    assert unpack(gc, sys.maxsize).header.mode is Mode.GC
+    kept = [decode_kept(model.entropy, unpack(seed, sys.maxsize).payload, 3, 4)[0] for seed in (nothing, left_half)]
+    assert not kept[0].any() and kept[1][:, :2].all()

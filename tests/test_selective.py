@@ -15,12 +15,15 @@ from service.codec import (
     InvalidSelection,
     MaskSizeMismatch,
     Mode,
+    Model,
     Registry,
     SelectiveUnsupported,
+    class_ids,
     compress,
     decode_image,
     decompress,
     encode_png,
+    load_manifest,
     select,
     unpack,
 )
@@ -89,6 +92,41 @@ def test_all_black_mask_gives_an_image_from_the_label_map_alone(sc_model, make_i
     assert (
         compress(make_image(360, 480, seed=5), sc_model, mask=np.zeros((360, 480), dtype=bool), labels=labels) == black
     )
+
+
+def _sparse_mask(height: int, width: int) -> np.ndarray:
+    """One pixel in four each way: 16 of every 16x16 block's 256, not more than KEPT_FRACTION, so no block."""
+    mask = np.zeros((height, width), dtype=bool)
+    mask[::4, ::4] = True
+    return mask
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        lambda h, w, classes: {"mask": np.zeros((h, w), dtype=bool)},
+        lambda h, w, classes: {"mask": _sparse_mask(h, w)},
+        lambda h, w, classes: {"labels": street_labels(h, w), "synthesize": [",".join(classes)]},
+    ],
+    ids=["all-black mask", "too few kept pixels in every block", "every class synthesised"],
+)
+def test_selections_that_keep_nothing_give_valid_files_with_context_tables(
+    contextual_sc_model_dir, make_image, selection
+):
+    model = Model(load_manifest(contextual_sc_model_dir))
+    assert model.entropy.contextual
+    pixels, given = make_image(96, 128), selection(96, 128, model.manifest.classes)  # no padding to reflect
+    assert not select(model.manifest, (96, 128), (6, 8), **given).keep.any()
+    data = compress(pixels, model, **given)
+    assert unpack(data, 96 * 128).header.mode is Mode.SC
+    assert decompress(data, Registry([model])).shape == (96, 128, 3)
+
+
+def test_class_ids_are_ascii_digits_and_other_digits_are_unknown_classes(sc_model):
+    assert class_ids(sc_model.manifest, ["3", "road", "03"]) == [3]
+    for name in ["\u00b2", "\u0663", "\uff13", "3\u00b2", "9" * 5000, "-1", "+3", "3.0"]:
+        with pytest.raises(InvalidSelection, match="unknown class"):
+            class_ids(sc_model.manifest, [name])
 
 
 def test_synthesised_classes_are_not_coded(sc_model, make_image):

@@ -51,8 +51,11 @@ def context_index(
 
 def wavefronts(keep: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """The kept cells of a (rows, columns) mask in coding order: wavefront t = 2 * row + column, t = 0, 1, ...,
-    each wavefront's cells by row. Returns each non-empty wavefront's (rows, columns) index arrays."""
+    each wavefront's cells by row. Returns each non-empty wavefront's (rows, columns) index arrays: none for a
+    mask that keeps nothing (an SC file may keep nothing: docs/bitstream.md)."""
     rows, columns = np.nonzero(keep)
+    if not rows.size:
+        return []
     front = 2 * rows + columns
     order = np.argsort(front, kind="stable")  # np.nonzero is row-major: within a wavefront, by row
     rows, columns, front = rows[order], columns[order], front[order]

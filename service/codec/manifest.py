@@ -295,6 +295,8 @@ def _selective(data: dict[str, Any], downsampling: int) -> tuple[tuple[str, ...]
     classes = tuple(_check(name, str, "a class name") for name in _typed(data, "classes", list))
     if not 1 <= len(classes) <= MAX_CLASSES or len(set(classes)) != len(classes):
         raise ValueError(f"classes must be 1-{MAX_CLASSES} unique names")
+    # Not numbers: ASCII digits name a class by id (selection.CLASS_ID). str.isdigit() refuses other scripts' digits
+    # too ('٣', '²'): no longer ambiguous, since ids are ASCII only, but they still read as numbers.
     if any(not name.strip() or name != name.strip() or "," in name or name.isdigit() for name in classes):
         raise ValueError("class names must be non-empty, without commas or surrounding spaces, and not numbers")
     label_downsampling = _positive(data, "label_downsampling")

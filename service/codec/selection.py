@@ -10,6 +10,7 @@ reflect-padded like the image itself; the training code derives them the same wa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -38,17 +39,25 @@ def class_names(items: Iterable[str]) -> list[str]:
     return [name for item in items for name in (part.strip() for part in item.split(",")) if name]
 
 
+CLASS_ID = re.compile(r"[0-9]{1,9}")
+"""A class given by its id: ASCII digits only. str.isdigit() also takes '²' (which int() refuses) and '٣' (which
+int() reads as 3); nine digits are more than any id needs and keep int() far from its length limit."""
+
+
 def class_ids(manifest: Manifest, items: Iterable[str]) -> list[int]:
     """Class names or decimal ids (comma-separated lists allowed) -> sorted unique ids; unknown ones are errors."""
     ids = set()
     for name in class_names(items):
         if name in manifest.classes:
             ids.add(manifest.classes.index(name))
-        elif name.isdigit() and int(name) < len(manifest.classes):
+        elif CLASS_ID.fullmatch(name) and int(name) < len(manifest.classes):
             ids.add(int(name))
         else:
             known = ", ".join(manifest.classes) or "none"
-            raise InvalidSelection(f"unknown class {name!r}: model {manifest.id} knows {known}")
+            shown = name if len(name) <= 40 else f"{name[:40]}..."
+            raise InvalidSelection(
+                f"unknown class {shown!r}: model {manifest.id} knows {known} (or ids 0-{len(manifest.classes) - 1})"
+            )
     return sorted(ids)
 
 
