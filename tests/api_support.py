@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings(*model_dirs: Path, **overrides: Any) -> Settings:
-    """Only the given models (never the zoo, which may hold anything), one thread per graph."""
-    return Settings(model_dirs=list(model_dirs), include_zoo=False, threads=1, **overrides)
+    """Only the given models (never the zoo, which may hold anything), one thread per graph; jobs in threads
+    unless `isolation` says otherwise (worker processes take a start each: test_api_isolation.py tests them)."""
+    defaults: dict[str, Any] = {"include_zoo": False, "threads": 1, "isolation": "thread"}
+    return Settings(model_dirs=list(model_dirs), **(defaults | overrides))
 
 
 @contextlib.asynccontextmanager
@@ -40,6 +42,37 @@ async def running(service_settings: Settings) -> AsyncIterator[tuple[FastAPI, ht
     app = create_app(service_settings)
     async with client_for(app) as client:
         yield app, client
+
+
+async def abandon(app: FastAPI, path: str, content_type: str, sent: bytes) -> list[dict[str, Any]]:
+    """POST `sent`, the first half of the body declared, then disconnect, as a client that gives up mid-body does;
+    the ASGI messages the app sent back (which a server would drop)."""
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(2 * len(sent)).encode())]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gancodec.test"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    incoming = [{"type": "http.request", "body": sent, "more_body": True}, {"type": "http.disconnect"}]
+    sent_back: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if len(incoming) > 1 else incoming[0]
+
+    async def send(message: dict[str, Any]) -> None:
+        sent_back.append(message)
+
+    await app(scope, receive, send)
+    return sent_back
 
 
 def assert_problem(response: httpx.Response, slug: str) -> dict[str, Any]:

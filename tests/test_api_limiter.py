@@ -7,11 +7,13 @@ import time
 
 import anyio
 import pytest
-from api_support import assert_problem, encode, running, settings
+from api_support import abandon, assert_problem, encode, running, settings
 
 from service.api.limiter import Limiter
 from service.api.metrics import Metrics
 from service.api.problems import Problem
+from service.api.workers import ThreadWorkers
+from service.codec import Registry
 
 pytestmark = pytest.mark.anyio
 
@@ -20,20 +22,23 @@ OCTET = {"content-type": "application/octet-stream"}
 
 async def _occupy(limiter: Limiter, release: threading.Event, task_group: anyio.abc.TaskGroup) -> None:
     """Start a job that holds a worker until `release` is set, and wait until it runs."""
-    task_group.start_soon(limiter.run, "test", release.wait)
+    task_group.start_soon(limiter.run, "test", lambda models: release.wait())
     with anyio.fail_after(5):
         while limiter.running == 0:
             await anyio.sleep(0.01)
 
 
+def _limiter(**options) -> Limiter:
+    """A limiter whose jobs run in its threads, with no models."""
+    return Limiter(workers=ThreadWorkers(Registry([])), metrics=Metrics(), **options)
+
+
 async def test_limiter_runs_at_most_concurrency_jobs_at_once():
-    limiter = Limiter(
-        concurrency=2, queue_size=10, queue_timeout=5, compute_timeout=5, retry_after=1, metrics=Metrics()
-    )
+    limiter = _limiter(concurrency=2, queue_size=10, queue_timeout=5, compute_timeout=5, retry_after=1)
     lock = threading.Lock()
     active, peak = 0, 0
 
-    def job() -> None:
+    def job(models: Registry) -> None:
         nonlocal active, peak
         with lock:
             active += 1
@@ -81,7 +86,7 @@ async def test_a_burst_beyond_the_queue_gets_429_and_the_queued_requests_complet
     assert ready.status_code == 200
 
 
-async def test_a_saturated_server_answers_oversized_and_slow_bodies_413_and_408(model_dir):
+async def test_a_saturated_server_answers_oversized_slow_and_abandoned_bodies_413_408_and_499(model_dir):
     async def chunks(count: int, pause: float = 0.0):
         for _ in range(count):
             await anyio.sleep(pause)
@@ -95,6 +100,7 @@ async def test_a_saturated_server_answers_oversized_and_slow_bodies_413_and_408(
                 await _occupy(app.state.runtime.limiter, release, group)
                 oversized = await client.post("/decompress", content=chunks(10), headers=OCTET)
                 slow = await client.post("/decompress", content=chunks(2, pause=0.5), headers=OCTET)
+                abandoned = await abandon(app, "/decompress", OCTET["content-type"], bytes(200))
                 still_saturated = app.state.runtime.limiter.saturated
                 release.set()
         finally:
@@ -102,6 +108,7 @@ async def test_a_saturated_server_answers_oversized_and_slow_bodies_413_and_408(
     assert still_saturated
     assert_problem(oversized, "upload-too-large")
     assert_problem(slow, "request-timeout")
+    assert abandoned[0]["status"] == 499
 
 
 async def test_waiting_too_long_for_a_worker_is_503(model_dir, make_image):
@@ -118,7 +125,7 @@ async def test_waiting_too_long_for_a_worker_is_503(model_dir, make_image):
     assert response.headers["retry-after"] == "3"
 
 
-async def test_an_overrunning_job_is_answered_503_but_keeps_its_worker_until_it_ends(
+async def test_a_job_overrunning_in_a_thread_is_answered_503_but_keeps_its_worker_until_it_ends(
     model_dir, make_image, monkeypatch
 ):
     release = threading.Event()
@@ -133,23 +140,27 @@ async def test_an_overrunning_job_is_answered_503_but_keeps_its_worker_until_it_
         try:
             response = await client.post("/compress", files={"image": ("a.png", encode(make_image(20, 20)))})
             assert limiter.running == 1  # the thread still runs: its slot is not handed to another job
+            while_stuck = await client.get("/readyz")
         finally:
             release.set()
         with anyio.fail_after(5):
             while limiter.running:
                 await anyio.sleep(0.01)
+        ready = await client.get("/readyz")
     assert_problem(response, "processing-timeout")
+    assert "past their time limit" in assert_problem(while_stuck, "not-ready")["detail"]
+    assert ready.status_code == 200
 
 
 async def test_limiter_refuses_when_saturated_without_a_queue():
-    limiter = Limiter(concurrency=1, queue_size=0, queue_timeout=5, compute_timeout=5, retry_after=2, metrics=Metrics())
+    limiter = _limiter(concurrency=1, queue_size=0, queue_timeout=5, compute_timeout=5, retry_after=2)
     release = threading.Event()
     try:
         async with anyio.create_task_group() as group:
             await _occupy(limiter, release, group)
             assert limiter.saturated
             with pytest.raises(Problem) as refused:
-                await limiter.run("test", lambda: None)
+                await limiter.run("test", lambda models: None)
             release.set()
     finally:
         release.set()

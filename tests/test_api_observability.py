@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
-from api_support import encode, running, settings
+from api_support import abandon, encode, running, settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.api.runtime import load_models
+from service.api.workers import load_models
 from service.codec import InvalidModel, UnknownModel
 
 pytestmark = pytest.mark.anyio
@@ -55,6 +57,27 @@ async def test_metrics_count_requests_errors_times_bytes_and_rate(model_dir, mak
     assert samples[("gancodec_bits_per_pixel_sum", (("model", "gc-tiny"),))] == pytest.approx(bpp, rel=1e-5)
     assert samples[("gancodec_jobs_running", ())] == samples[("gancodec_jobs_queued", ())] == 0
     assert samples[("gancodec_requests_in_flight", ())] == 1  # the scrape itself
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "start"),
+    [
+        ("/decompress", "application/octet-stream", b"GCX"),
+        ("/compress", "multipart/form-data; boundary=b", b'--b\r\nContent-Disposition: form-data; name="image"\r\n\r\n'),
+    ],
+)
+async def test_a_client_disconnecting_mid_body_is_counted_499_and_logged_on_one_quiet_line(
+    model_dir, caplog, path, content_type, start
+):
+    async with running(settings(model_dir)) as (app, client):
+        with caplog.at_level(logging.DEBUG):
+            answered = await abandon(app, path, content_type, start + bytes(1000))
+        samples = _samples((await client.get("/metrics")).text)
+    assert answered[0]["status"] == 499  # nobody reads it; it is what the metrics count
+    assert samples[("gancodec_requests_total", (("endpoint", path), ("status", "499")))] == 1
+    assert samples[("gancodec_errors_total", (("endpoint", path), ("type", "client-disconnected")))] == 1
+    [record] = caplog.records
+    assert record.levelno == logging.INFO and record.exc_info is None and "disconnected" in record.getMessage()
 
 
 def test_start_up_fails_without_models_or_with_a_missing_default(model_dir, tmp_path):

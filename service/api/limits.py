@@ -4,11 +4,14 @@ shedding, which refuses work while the server is saturated before any of it is p
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.problems import Problem, ProblemType, render
+
+logger = logging.getLogger(__name__)
 
 
 class BodyLimitMiddleware:
@@ -16,7 +19,8 @@ class BodyLimitMiddleware:
 
     A declared Content-Length over the cap is answered 413 at once, without reading a byte; chunked or
     understated bodies are counted as they arrive and stopped at the first byte over the cap, so the
-    multipart parser never sees more than `max_bytes`.
+    multipart parser never sees more than `max_bytes`. A client that disconnects mid-body is a client-side
+    outcome (499, one log line), not the traceback and 500 that Starlette's ClientDisconnect would give.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float) -> None:
@@ -32,9 +36,9 @@ class BodyLimitMiddleware:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await render(scope, self._too_large(f"{declared} bytes"))(scope, receive, send)
             return
-        await self.app(scope, self._limited(receive), send)
+        await self.app(scope, self._limited(scope, receive), send)
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, scope: Scope, receive: Receive) -> Receive:
         deadline = asyncio.get_running_loop().time() + self.read_timeout
         received = 0
         complete = False
@@ -49,6 +53,10 @@ class BodyLimitMiddleware:
             except TimeoutError:
                 detail = f"the request body was not received within {self.read_timeout:g} s"
                 raise Problem(ProblemType.REQUEST_TIMEOUT, detail) from None
+            if message["type"] == "http.disconnect":
+                detail = f"the client disconnected after {received} bytes of the request body"
+                logger.info("%s %s: %s", scope["method"], scope["path"], detail)
+                raise Problem(ProblemType.CLIENT_DISCONNECTED, detail)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:

@@ -29,7 +29,8 @@ SCOPE_KEY = "gancodec.problem"
 class ProblemType(Enum):
     """The kinds of failure: slug (the `type` is TYPE_PREFIX + slug), HTTP status and a fixed title.
 
-    Slugs shared with service.codec errors equal their `.code`, so a codec error maps by name.
+    Slugs shared with service.codec errors equal their `.code`, so a codec error maps by name. 499 (nginx's
+    "client closed request") is never received by anyone: it is what the metrics count for a client that left.
     """
 
     MALFORMED_BODY = ("malformed-body", 400, "The request body cannot be parsed")
@@ -50,6 +51,7 @@ class ProblemType(Enum):
     UNKNOWN_MODEL = ("unknown-model", 422, "The model is not installed")
     MODEL_MISMATCH = ("model-mismatch", 422, "The installed model of that id did not make this bitstream")
     OVERLOADED = ("overloaded", 429, "Too many requests are waiting; retry later")
+    CLIENT_DISCONNECTED = ("client-disconnected", 499, "The client closed the connection before sending its body")
     INTERNAL_ERROR = ("internal-error", 500, "Internal server error")
     INFERENCE_FAILED = ("inference-failed", 500, "The model failed while running")
     QUEUE_TIMEOUT = ("queue-timeout", 503, "The request waited too long for a free worker; retry later")
