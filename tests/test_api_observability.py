@@ -63,8 +63,9 @@ async def test_metrics_count_requests_errors_times_bytes_and_rate(model_dir, mak
     ("path", "content_type", "start"),
     [
         ("/decompress", "application/octet-stream", b"GCX"),
-        ("/compress", "multipart/form-data; boundary=b", b'--b\r\nContent-Disposition: form-data; name="image"\r\n\r\n'),
+        ("/compress", "multipart/form-data; boundary=b", b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n'),
     ],
+    ids=["raw", "multipart"],
 )
 async def test_a_client_disconnecting_mid_body_is_counted_499_and_logged_on_one_quiet_line(
     model_dir, caplog, path, content_type, start
