@@ -6,6 +6,7 @@ import pytest
 from api_support import assert_problem, encode, running, settings
 from pydantic import SecretStr
 
+from service.api.limiter import Limiter
 from service.api.security import key_matches
 from service.api.settings import Settings
 
@@ -36,6 +37,27 @@ async def test_protected_endpoints_need_one_of_the_keys(model_dir, make_image, m
     assert [response.status_code for response in accepted] == [200, 200]
     assert compressed.status_code == 200
     assert_problem(decompress, "unauthorized")
+
+
+async def test_the_key_is_checked_before_any_of_the_body_is_read(model_dir, monkeypatch):
+    monkeypatch.setenv("GANCODEC_API_KEYS", KEYS)
+    read = 0
+
+    async def body():
+        nonlocal read
+        yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+        for _ in range(30):
+            read += 1
+            yield bytes(1 << 20)
+
+    form = {"content-type": "multipart/form-data; boundary=b"}
+    async with running(settings(model_dir)) as (_, client):
+        answers = [await client.post(path, content=body(), headers=form) for path in ("/compress", "/compare")]
+        monkeypatch.setattr(Limiter, "saturated", True)  # load shedding would drain the body before its 429
+        answers.append(await client.post("/compress", content=body(), headers=form))
+    assert read == 0
+    for answer in answers:
+        assert_problem(answer, "unauthorized")
 
 
 async def test_probes_metrics_and_docs_need_no_key(model_dir, monkeypatch):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from service.api import problems
@@ -13,6 +14,7 @@ from service.api.limits import BodyLimitMiddleware, ShedLoadMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.routers import codec, compare, health, metrics, models, web
 from service.api.runtime import lifespan
+from service.api.security import API_KEY, ApiKeyMiddleware
 from service.api.settings import Settings
 
 API_VERSION = "0.2.0"
@@ -51,14 +53,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     install_docs(app)
-    endpoints = frozenset(route.path for router in routers for route in router.routes if isinstance(route, APIRoute))
-    # The middleware added last runs outermost: the metrics also count the body limit's answers, and the body
-    # limit also bounds what load shedding drains.
+    endpoints = _paths(routers)
+    protected = _paths(router for router in routers if API_KEY in router.dependencies)
+    # The middleware added last runs outermost: the metrics also count the others' answers, the key is checked
+    # before any of the body is read, and the body limit also bounds what load shedding drains.
     app.add_middleware(ShedLoadMiddleware, paths=LIMITED_PATHS)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, read_timeout=settings.read_timeout)
+    app.add_middleware(ApiKeyMiddleware, paths=protected, keys=settings.api_keys)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, endpoints=endpoints)
     app.openapi = _completed_openapi(app)
     return app
+
+
+def _paths(routers: Iterable[APIRouter]) -> frozenset[str]:
+    return frozenset(route.path for router in routers for route in router.routes if isinstance(route, APIRoute))
 
 
 def _completed_openapi(app: FastAPI) -> Any:

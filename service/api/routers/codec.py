@@ -13,14 +13,14 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from PIL import Image
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from service.api import problems
 from service.api.problems import Problem, ProblemType
 from service.api.runtime import RuntimeDep
-from service.api.security import require_api_key
+from service.api.security import API_KEY
 from service.codec import (
     Bitstream,
     CodecError,
@@ -36,7 +36,7 @@ from service.codec import (
     unpack,
 )
 
-router = APIRouter(tags=["codec"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["codec"], dependencies=[API_KEY])
 
 BITSTREAM_MEDIA_TYPE = "application/octet-stream"
 MULTIPART = "multipart/form-data"

@@ -7,17 +7,17 @@ import base64
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, Field
 
 from service.api import baselines, problems
 from service.api.baselines import Codec
 from service.api.problems import Problem, ProblemType
 from service.api.runtime import RuntimeDep
-from service.api.security import require_api_key
+from service.api.security import API_KEY
 from service.codec import CodecError, decode_image, encode_png, probe_image
 
-router = APIRouter(tags=["codec"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["codec"], dependencies=[API_KEY])
 
 MAX_TARGET_BYTES = 1 << 30
 _BASE64: dict[str, Any] = {"contentEncoding": "base64"}

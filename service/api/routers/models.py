@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from service.api import problems
 from service.api.problems import ProblemType
 from service.api.runtime import RuntimeDep
 from service.api.schemas import ModelInfo
-from service.api.security import require_api_key
+from service.api.security import API_KEY
 from service.codec import UnknownModel
 
-router = APIRouter(tags=["models"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["models"], dependencies=[API_KEY])
 
 
 @router.get(
