@@ -64,6 +64,26 @@ async def test_request_validation_errors_name_the_field(model_dir, make_image):
     assert "bitstream" in assert_problem(no_field, "invalid-request")["detail"]
 
 
+async def test_a_field_that_takes_one_value_refuses_a_second_instead_of_keeping_the_last(model_dir, make_image):
+    first, second = ("a.png", encode(make_image(20, 30))), ("b.png", encode(make_image(30, 20)))
+    bitstream = ("a.gcx", _bitstream(model_dir, make_image(20, 20)))
+    sent = {
+        "image": ("/compress", [("image", first), ("image", second)], {}),
+        "mask": ("/compress", [("image", first), ("mask", first), ("mask", first)], {}),
+        "labels": ("/compress", [("image", first), ("labels", first), ("labels", first)], {}),
+        "model": ("/compress", [("image", first)], {"model": ["gc-tiny", "gc-tiny"]}),
+        "target_bytes": ("/compare", [("image", first)], {"target_bytes": ["100", "200"]}),
+        "bitstream": ("/decompress", [("bitstream", bitstream), ("bitstream", bitstream)], {}),
+    }
+    async with running(settings(model_dir)) as (_, client):
+        answers = {field: await client.post(url, files=files, data=data) for field, (url, files, data) in sent.items()}
+    for field, answer in answers.items():
+        what = "value" if field in ("model", "target_bytes") else "file"
+        assert assert_problem(answer, "invalid-request")["errors"] == [
+            {"loc": ["body", field], "msg": f"one {what} is expected, the form has 2", "type": "multiple_values"}
+        ], field
+
+
 async def test_unparseable_multipart_is_a_malformed_body(model_dir):
     async with running(settings(model_dir)) as (_, client):
         for url in ("/compress", "/decompress"):

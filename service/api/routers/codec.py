@@ -18,6 +18,7 @@ from PIL import Image
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from service.api import problems
+from service.api.forms import check_single, single_valued
 from service.api.problems import Problem, ProblemType
 from service.api.runtime import RuntimeDep
 from service.api.security import API_KEY
@@ -76,6 +77,7 @@ def _ok(description: str, media_types: list[str], headers: dict[str, Any]) -> di
     operation_id="compress",
     summary="Compress an image (PNG, JPEG or WebP) to a .gcx bitstream",
     response_class=Response,
+    dependencies=[single_valued("image", "mask", "labels", "model", "detail")],
     responses={
         **_ok(
             "The bitstream; ETag is the quoted sha256 of its bytes.",
@@ -206,7 +208,8 @@ async def _read_bitstream(request: Request) -> bytes:
     if media_type == BITSTREAM_MEDIA_TYPE:
         return await request.body()
     if media_type == MULTIPART:
-        async with request.form(max_files=1) as form:
+        async with request.form() as form:
+            check_single(form, ["bitstream"])
             field = form.get("bitstream")
             if not isinstance(field, StarletteUploadFile):
                 raise Problem(ProblemType.INVALID_REQUEST, "the form needs a file field named bitstream")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from service.api import baselines, problems
 from service.api.baselines import Codec
+from service.api.forms import single_valued
 from service.api.problems import Problem, ProblemType
 from service.api.runtime import RuntimeDep
 from service.api.security import API_KEY
@@ -49,6 +50,7 @@ class Comparison(BaseModel):
 @router.post(
     "/compare",
     operation_id="compareCodecs",
+    dependencies=[single_valued("image", "target_bytes", "decoded")],
     summary="Encode an image with AVIF, WebP and JPEG at about a target byte count",
     description=(
         "For each codec, the highest quality setting whose file is at most `target_bytes` (found by bisection; "
