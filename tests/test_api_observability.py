@@ -33,6 +33,17 @@ async def test_probes_report_alive_and_ready(model_dir):
     assert draining.status_code == 503 and draining.json()["type"].endswith("not-ready")
 
 
+async def test_probes_answer_head_with_the_status_and_headers_of_get(model_dir):
+    async with running(settings(model_dir)) as (app, client):
+        pairs = [(await client.get(path), await client.head(path)) for path in ("/healthz", "/readyz")]
+        app.state.runtime.ready = False  # as during shutdown
+        pairs.append((await client.get("/readyz"), await client.head("/readyz")))
+    for get, head in pairs:
+        shown = ("content-type", "content-length")
+        assert (head.status_code, *map(head.headers.get, shown)) == (get.status_code, *map(get.headers.get, shown))
+    assert [get.status_code for get, _ in pairs] == [200, 200, 503]
+
+
 async def test_metrics_count_requests_errors_times_bytes_and_rate(model_dir, make_image):
     image = encode(make_image(32, 32))
     async with running(settings(model_dir)) as (_, client):

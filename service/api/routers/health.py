@@ -1,4 +1,8 @@
-"""Liveness and readiness probes (always open: orchestrators call them without keys)."""
+"""Liveness and readiness probes (always open: orchestrators call them without keys).
+
+Each answers HEAD too, as load balancers often probe with it: the GET answer's status and headers, whose body
+the server does not send. HEAD stays out of openapi.json, which lists operations, not probe conveniences.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ from service.api.schemas import Health, Readiness
 router = APIRouter(tags=["health"])
 
 
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", operation_id="healthz", summary="Liveness: the process is serving")
 async def healthz() -> Health:
     return Health()
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
     operation_id="readyz",
