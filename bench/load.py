@@ -6,7 +6,7 @@ Each phase starts its own server process (the settings differ) and drives it wit
 
 - sustained load: at each client concurrency (1, 2, 4, 8), --requests requests alternating POST /compress of a
   photo (--size, PNG) and POST /decompress of its bitstream; throughput, p50/p99 latency and answers by status;
-- soak: --soak requests (at least 1,000) at concurrency 2 while the server's resident memory is sampled; the growth
+- soak: --soak requests (at least 1,000) at concurrency 2 while the server's memory is sampled; the growth
   after the warm-up (the first quarter) and its slope per 1,000 requests;
 - overload: a burst of --burst simultaneous requests, far past the workers and queue: how many are refused (429
   `overloaded`, 503) and how fast, whether every admitted one completes, and the server's peak memory;
@@ -75,14 +75,17 @@ class Server:
         raise RuntimeError(f"the server was not ready within {timeout:g} s:\n{self.log.read_text()}")
 
     def resident_mib(self) -> float:
-        """The server's resident memory now (VmRSS), or NaN once it has exited."""
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
+        """The server's memory now, its worker processes' included: the sum of their proportional set sizes (PSS),
+        so that pages they share count once; NaN once it has exited."""
+        if self.process.poll() is not None:
+            return float("nan")
+        kib = 0
+        for pid in _process_tree(self.process.pid):
+            with contextlib.suppress(OSError):  # a worker being replaced
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        kib += int(line.split()[1])
+        return kib / 1024
 
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM, then wait for the exit (SIGKILL past the timeout); the exit status."""
@@ -93,6 +96,19 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: the children of any of its threads (the worker processes are started from one
+    of the server's threads, by a fork server that is its child)."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                pending.extend(int(child) for child in children.read_text().split())
+    return tree
 
 
 @contextlib.contextmanager
@@ -476,7 +492,7 @@ Sustained load ({args.requests} requests per concurrency):
 {rows}
 
 Soak: {len(soaked.run.answers)} requests at 2 clients, {_statuses(soaked.run)}, {soaked.run.server_errors} 5xx,
-{soaked.run.throughput:.2f} requests/s. Server resident memory: {soaked.samples[0][1]:.0f} MiB at the start,
+{soaked.run.throughput:.2f} requests/s. Server memory (PSS, workers included): {soaked.samples[0][1]:.0f} MiB at start,
 {soaked.baseline:.0f} MiB after the first quarter (warm-up), {soaked.final:.0f} MiB at the end, {soaked.peak:.0f} MiB at
 most: growth after the warm-up **{soaked.final - soaked.baseline:+.1f} MiB** (a fitted slope of
 {soaked.slope:+.2f} MiB per 1,000 requests).

@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings(*model_dirs: Path, **overrides: Any) -> Settings:
-    """Only the given models (never the zoo, which may hold anything), one thread per graph."""
-    return Settings(model_dirs=list(model_dirs), include_zoo=False, threads=1, **overrides)
+    """Only the given models (never the zoo, which may hold anything), one thread per graph; jobs in threads
+    unless `isolation` says otherwise (worker processes take a start each: test_api_isolation.py tests them)."""
+    defaults: dict[str, Any] = {"include_zoo": False, "threads": 1, "isolation": "thread"}
+    return Settings(model_dirs=list(model_dirs), **(defaults | overrides))
 
 
 @contextlib.asynccontextmanager

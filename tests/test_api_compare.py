@@ -169,7 +169,8 @@ async def test_an_overloaded_server_refuses_with_429(model_dir, make_image):
         limiter = app.state.runtime.limiter
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(limiter.run, "test", release.wait)  # the only worker is busy, nothing may queue
+                # The only worker is busy, nothing may queue.
+                group.start_soon(limiter.run, "test", lambda models: release.wait())
                 with anyio.fail_after(5):
                     while limiter.running == 0:
                         await anyio.sleep(0.01)

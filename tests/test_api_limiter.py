@@ -12,6 +12,8 @@ from api_support import abandon, assert_problem, encode, running, settings
 from service.api.limiter import Limiter
 from service.api.metrics import Metrics
 from service.api.problems import Problem
+from service.api.workers import ThreadWorkers
+from service.codec import Registry
 
 pytestmark = pytest.mark.anyio
 
@@ -20,20 +22,23 @@ OCTET = {"content-type": "application/octet-stream"}
 
 async def _occupy(limiter: Limiter, release: threading.Event, task_group: anyio.abc.TaskGroup) -> None:
     """Start a job that holds a worker until `release` is set, and wait until it runs."""
-    task_group.start_soon(limiter.run, "test", release.wait)
+    task_group.start_soon(limiter.run, "test", lambda models: release.wait())
     with anyio.fail_after(5):
         while limiter.running == 0:
             await anyio.sleep(0.01)
 
 
+def _limiter(**options) -> Limiter:
+    """A limiter whose jobs run in its threads, with no models."""
+    return Limiter(workers=ThreadWorkers(Registry([])), metrics=Metrics(), **options)
+
+
 async def test_limiter_runs_at_most_concurrency_jobs_at_once():
-    limiter = Limiter(
-        concurrency=2, queue_size=10, queue_timeout=5, compute_timeout=5, retry_after=1, metrics=Metrics()
-    )
+    limiter = _limiter(concurrency=2, queue_size=10, queue_timeout=5, compute_timeout=5, retry_after=1)
     lock = threading.Lock()
     active, peak = 0, 0
 
-    def job() -> None:
+    def job(models: Registry) -> None:
         nonlocal active, peak
         with lock:
             active += 1
@@ -120,7 +125,7 @@ async def test_waiting_too_long_for_a_worker_is_503(model_dir, make_image):
     assert response.headers["retry-after"] == "3"
 
 
-async def test_an_overrunning_job_is_answered_503_but_keeps_its_worker_until_it_ends(
+async def test_a_job_overrunning_in_a_thread_is_answered_503_but_keeps_its_worker_until_it_ends(
     model_dir, make_image, monkeypatch
 ):
     release = threading.Event()
@@ -135,23 +140,27 @@ async def test_an_overrunning_job_is_answered_503_but_keeps_its_worker_until_it_
         try:
             response = await client.post("/compress", files={"image": ("a.png", encode(make_image(20, 20)))})
             assert limiter.running == 1  # the thread still runs: its slot is not handed to another job
+            while_stuck = await client.get("/readyz")
         finally:
             release.set()
         with anyio.fail_after(5):
             while limiter.running:
                 await anyio.sleep(0.01)
+        ready = await client.get("/readyz")
     assert_problem(response, "processing-timeout")
+    assert "past their time limit" in assert_problem(while_stuck, "not-ready")["detail"]
+    assert ready.status_code == 200
 
 
 async def test_limiter_refuses_when_saturated_without_a_queue():
-    limiter = Limiter(concurrency=1, queue_size=0, queue_timeout=5, compute_timeout=5, retry_after=2, metrics=Metrics())
+    limiter = _limiter(concurrency=1, queue_size=0, queue_timeout=5, compute_timeout=5, retry_after=2)
     release = threading.Event()
     try:
         async with anyio.create_task_group() as group:
             await _occupy(limiter, release, group)
             assert limiter.saturated
             with pytest.raises(Problem) as refused:
-                await limiter.run("test", lambda: None)
+                await limiter.run("test", lambda models: None)
             release.set()
     finally:
         release.set()

@@ -8,7 +8,7 @@ import pytest
 from api_support import abandon, encode, running, settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.api.runtime import load_models
+from service.api.workers import load_models
 from service.codec import InvalidModel, UnknownModel
 
 pytestmark = pytest.mark.anyio

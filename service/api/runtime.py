@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-import numpy as np
 from fastapi import Depends, FastAPI, Request
 
+from service.api import workers
 from service.api.limiter import Limiter
 from service.api.metrics import Metrics
 from service.api.settings import Settings
-from service.codec import InvalidModel, Model, Registry, compress, reconstruct, unpack
-
-logger = logging.getLogger(__name__)
-
-WARMUP_SIZE = 64
-"""Side of the image each model compresses and decodes once at startup: creates its sessions, proves it works."""
+from service.codec import Registry
 
 
 @dataclass
@@ -33,39 +27,14 @@ class Runtime:
     """Models loaded and warmed up, and not shutting down."""
 
 
-def load_models(settings: Settings) -> Registry:
-    """Discover every model and run each once; a broken model or a missing default stops the start."""
-    registry = Registry.discover(
-        settings.model_dirs,
-        include_zoo=settings.include_zoo,
-        default_id=settings.model,
-        options=settings.runtime_options,
-    )
-    if not len(registry):
-        raise InvalidModel("no models found: set GANCODEC_MODEL_DIRS or install a model in service/zoo")
-    if settings.model is not None:
-        registry.get(settings.model)
-    for model in registry:
-        warm_up(model)
-        logger.info("model %s (%s) loaded and warmed up", model.id, model.fingerprint.hex())
-    return registry
-
-
-def warm_up(model: Model) -> None:
-    y, x = np.mgrid[0:WARMUP_SIZE, 0:WARMUP_SIZE]
-    image = np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).astype(np.uint8)
-    data = compress(image, model)
-    reconstruct(unpack(data, max_pixels=WARMUP_SIZE**2), model)
-    for graph in ("encoder", "generator"):  # measured once per model, so the first large image does not wait
-        model.halo(graph)
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load and warm up the models before the server takes requests; drain the workers at shutdown."""
+    """Load and warm up the models and start the workers before the server takes requests; drain them at
+    shutdown."""
     settings: Settings = app.state.settings
-    registry = await asyncio.to_thread(load_models, settings)
+    registry, pool = await asyncio.to_thread(workers.start, settings)
     limiter = Limiter(
+        workers=pool,
         concurrency=settings.concurrency,
         queue_size=settings.queue_size,
         queue_timeout=settings.queue_timeout,

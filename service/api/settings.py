@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -48,7 +48,12 @@ class Settings(BaseSettings):
         default=True,
         description="On the CPU, run a model's int8 graphs where it has them (faster; false: the float graphs).",
     )
-    concurrency: PositiveInt = Field(default=1, description="Codec jobs running at once (threads doing inference).")
+    concurrency: PositiveInt = Field(default=1, description="Codec jobs running at once (one worker each).")
+    isolation: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where jobs run: worker processes, killed and replaced when a job runs past compute_timeout; "
+        "or the server's threads (starts faster, but an overrunning job keeps its worker until it ends).",
+    )
     queue_size: Annotated[int, Field(ge=0)] = Field(
         default=16, description="Jobs allowed to wait for a slot; beyond them requests get 429."
     )

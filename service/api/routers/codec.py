@@ -2,7 +2,8 @@
 
 Everything that can be judged from headers (formats by magic bytes, pixel counts, mask sizes, the bitstream's
 container and model) is checked on the event loop before a job is queued, so bad requests never take a
-worker; decoding pixels and running the graphs happen in the limiter's threads.
+worker; decoding pixels and running the graphs happen on the limiter's workers. Jobs are module-level functions
+given bytes and model ids, so that they can run in worker processes, which hold their own models.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from service.codec import (
     Bitstream,
     CodecError,
     ImageInfo,
-    Model,
+    Registry,
     bits_per_pixel,
     check_selective,
     class_ids,
@@ -142,14 +143,14 @@ async def compress_image(
         check_selective(chosen.manifest)
         class_ids(chosen.manifest, synthesize or ())
     job = partial(
-        compress,
-        data,
-        chosen,
-        maps.get("mask"),
-        maps.get("labels"),
-        synthesize,
+        _compress,
+        data=data,
+        model_id=chosen.id,
+        mask=maps.get("mask"),
+        labels=maps.get("labels"),
+        synthesize=synthesize,
         max_pixels=max_pixels,
-        restore_detail=detail,
+        detail=detail,
     )
     bitstream = await runtime.limiter.run("compress", job)
     parsed = unpack(bitstream, max_pixels)
@@ -197,9 +198,12 @@ async def decompress_image(
     runtime: RuntimeDep,
     output_format: Annotated[OutputFormat, Query(alias="format", description="Image format of the answer.")] = "png",
 ) -> Response:
-    bitstream = unpack(await _read_bitstream(request), runtime.settings.max_pixels)
-    model = runtime.registry.for_header(bitstream.header)
-    image = await runtime.limiter.run("decompress", partial(_decode, bitstream, model, output_format))
+    max_pixels = runtime.settings.max_pixels
+    data = await _read_bitstream(request)
+    bitstream = unpack(data, max_pixels)
+    runtime.registry.for_header(bitstream.header)
+    job = partial(_decompress, data=data, max_pixels=max_pixels, output_format=output_format)
+    image = await runtime.limiter.run("decompress", job)
     return Response(image, media_type=f"image/{output_format}", headers=_describe(bitstream))
 
 
@@ -242,8 +246,25 @@ def _check_map(name: str, data: bytes, image: ImageInfo, max_pixels: int) -> Non
         )
 
 
-def _decode(bitstream: Bitstream, model: Model, output_format: OutputFormat) -> bytes:
-    pixels = reconstruct(bitstream, model)
+def _compress(
+    models: Registry,
+    *,
+    data: bytes,
+    model_id: str,
+    mask: bytes | None,
+    labels: bytes | None,
+    synthesize: list[str] | None,
+    max_pixels: int,
+    detail: bool,
+) -> bytes:
+    model = models.get(model_id)
+    return compress(data, model, mask, labels, synthesize, max_pixels=max_pixels, restore_detail=detail)
+
+
+def _decompress(models: Registry, *, data: bytes, max_pixels: int, output_format: OutputFormat) -> bytes:
+    """The bitstream was checked before it was queued; parsing it again here costs a checksum."""
+    bitstream = unpack(data, max_pixels)
+    pixels = reconstruct(bitstream, models.for_header(bitstream.header))
     return encode_png(pixels) if output_format == "png" else _encode_webp(pixels)
 
 

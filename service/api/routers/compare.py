@@ -16,7 +16,7 @@ from service.api.forms import single_valued
 from service.api.problems import Problem, ProblemType
 from service.api.runtime import RuntimeDep
 from service.api.security import API_KEY
-from service.codec import CodecError, decode_image, encode_png, probe_image
+from service.codec import CodecError, Registry, decode_image, encode_png, probe_image
 
 router = APIRouter(tags=["codec"], dependencies=[API_KEY])
 
@@ -103,11 +103,14 @@ async def compare_codecs(
             f"image: {info.width}x{info.height} is wider or taller than these codecs allow ({limits} pixels a "
             "side); ask for the others with the codecs field",
         )
-    job = partial(_compare, data, max_pixels, target_bytes, chosen, decoded)
+    job = partial(_compare, data=data, max_pixels=max_pixels, target_bytes=target_bytes, codecs=chosen, decoded=decoded)
     return await runtime.limiter.run("compare", job)
 
 
-def _compare(data: bytes, max_pixels: int, target_bytes: int, codecs: tuple[Codec, ...], decoded: bool) -> Comparison:
+def _compare(
+    models: Registry, *, data: bytes, max_pixels: int, target_bytes: int, codecs: tuple[Codec, ...], decoded: bool
+) -> Comparison:
+    """A job like the codec's, on the same workers (it decodes an untrusted image too), that needs no model."""
     pixels = decode_image(data, max_pixels).pixels
     height, width = pixels.shape[:2]
     results = [

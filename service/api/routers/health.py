@@ -30,10 +30,14 @@ async def healthz() -> Health:
     responses=problems.responses(ProblemType.NOT_READY),
 )
 async def readyz(runtime: RuntimeDep) -> Readiness:
-    """503 while starting or stopping, and while saturated, so a load balancer sends work elsewhere."""
+    """503 while starting or stopping, while every worker is stuck past its time or being replaced, and while
+    saturated, so a load balancer sends work elsewhere."""
     limiter = runtime.limiter
     if not runtime.ready:
         raise Problem(ProblemType.NOT_READY, "the service is shutting down")
+    if limiter.stalled:
+        detail = f"all {limiter.concurrency} workers are running jobs past their time limit or being replaced"
+        raise Problem(ProblemType.NOT_READY, detail)
     if limiter.saturated:
         raise Problem(ProblemType.NOT_READY, f"saturated: {limiter.running} jobs running, {limiter.waiting} queued")
     return Readiness(models=len(runtime.registry), jobs_running=limiter.running, jobs_queued=limiter.waiting)
