@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from api_support import running, settings
+from image_support import webp_claiming, with_extra_scans
 from PIL import Image
 
 from service.codec import (
@@ -55,16 +56,6 @@ def _jpeg_claiming(width: int, height: int) -> bytes:
     data = bytearray(_save(Image.fromarray(PIXELS), "JPEG"))
     at = data.index(b"\xff\xc0")
     data[at + 5 : at + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
-
-
-def _webp_claiming(width: int, height: int) -> bytes:
-    """A lossless WebP (VP8L) whose 14-bit width and height are rewritten."""
-    data = bytearray(_save(Image.fromarray(PIXELS), "WEBP", lossless=True))
-    at = data.index(b"VP8L") + 8
-    bits = int.from_bytes(data[at + 1 : at + 5], "little")
-    bits = (bits & ~0xFFFFFFF) | (width - 1) | ((height - 1) << 14)
-    data[at + 1 : at + 5] = bits.to_bytes(4, "little")
     return bytes(data)
 
 
@@ -124,6 +115,7 @@ IMAGES: dict[str, tuple[Callable[[], bytes], str, tuple[int, int] | None]] = {
     "png 1x1": (lambda: _save(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG"), OK, (1, 1)),
     "png 1x3000": (lambda: _save(Image.new("RGB", (3000, 1), (0, 99, 0)), "PNG"), OK, (1, 3000)),
     "png 3000x1": (lambda: _save(Image.new("RGB", (1, 3000), (0, 99, 0)), "PNG"), OK, (3000, 1)),
+    "png 1x1000000 (a side over the limit)": (lambda: _png(1, 1_000_000), "image-too-large", None),
     "jpeg SOI only": (lambda: b"\xff\xd8\xff", "invalid-image", None),
     "jpeg cut in half": (lambda: _valid_jpeg()[: len(_valid_jpeg()) // 2], "invalid-image", None),
     "webp cut in half": (
@@ -137,7 +129,7 @@ IMAGES: dict[str, tuple[Callable[[], bytes], str, tuple[int, int] | None]] = {
     "bomb: png 2^31-1 square": (lambda: _png(2**31 - 1, 2**31 - 1), "image-too-large", None),
     "bomb: png 4097x4096 of zeros (just over the cap)": (lambda: _png(4097, 4096), "image-too-large", None),
     "bomb: jpeg 65500x65500": (lambda: _jpeg_claiming(65500, 65500), "image-too-large", None),
-    "bomb: webp 16383x16383": (lambda: _webp_claiming(16383, 16383), "image-too-large", None),
+    "bomb: webp 16383x16383": (lambda: webp_claiming(16383, 16383), "image-too-large", None),
     # Valid but unusual: each must work.
     "grey": (lambda: _save(Image.fromarray(PIXELS[:, :, 0]), "PNG"), OK, (48, 64)),
     "grey + alpha": (lambda: _save(Image.fromarray(PIXELS[:, :, :2].copy()), "PNG"), OK, (48, 64)),
@@ -154,6 +146,11 @@ IMAGES: dict[str, tuple[Callable[[], bytes], str, tuple[int, int] | None]] = {
     "CMYK jpeg": (lambda: _save(Image.fromarray(PIXELS).convert("CMYK"), "JPEG"), OK, (48, 64)),
     "grey jpeg": (lambda: _save(Image.fromarray(PIXELS[:, :, 0]), "JPEG"), OK, (48, 64)),
     "progressive jpeg": (lambda: _save(Image.fromarray(PIXELS), "JPEG", progressive=True), OK, (48, 64)),
+    "progressive jpeg with 2000 more scans": (
+        lambda: with_extra_scans(_save(Image.fromarray(PIXELS), "JPEG", progressive=True), 2000),
+        "invalid-image",
+        None,
+    ),
     "jpeg rotated by EXIF": (_exif_rotated, OK, (64, 48)),
     "animated png (first frame)": (_animated_png, OK, (48, 64)),
     "lossless webp": (lambda: _save(Image.fromarray(PIXELS), "WEBP", lossless=True), OK, (48, 64)),
@@ -161,6 +158,8 @@ IMAGES: dict[str, tuple[Callable[[], bytes], str, tuple[int, int] | None]] = {
 
 _MASK = np.zeros((48, 64), bool)
 _MASK[8:40, 16:48] = True
+_SPARSE = np.zeros((48, 64), np.uint8)
+_SPARSE[::4, ::4] = 255  # 16 of each 16x16 block's 256 pixels: not more than 1/16, so no block is kept
 MASKS: dict[str, tuple[Callable[[], bytes], str]] = {
     "mask of another size": (lambda: _save(Image.fromarray(_MASK[:, :32]), "PNG"), "mask-size-mismatch"),
     "mask as jpeg": (lambda: _save(Image.fromarray(_MASK.astype(np.uint8) * 255), "JPEG"), "unsupported-format"),
@@ -169,6 +168,7 @@ MASKS: dict[str, tuple[Callable[[], bytes], str]] = {
     "mask cut in half": (lambda: _save(Image.fromarray(_MASK), "PNG")[:30], "invalid-image"),
     "mask bomb 100000x100000": (lambda: _png(100_000, 100_000, depth=1, colour=0), "image-too-large"),
     "mask keeping nothing": (lambda: _save(Image.fromarray(np.zeros((48, 64), np.uint8)), "PNG"), OK),
+    "mask keeping too few pixels of every block": (lambda: _save(Image.fromarray(_SPARSE), "PNG"), OK),
     "mask keeping everything": (lambda: _save(Image.fromarray(np.full((48, 64), 255, np.uint8)), "PNG"), OK),
     "bilevel mask": (lambda: _save(Image.fromarray(_MASK), "PNG"), OK),
     "16-bit mask": (lambda: _save(Image.fromarray(_MASK.astype(np.uint16) * 65535), "PNG"), OK),
@@ -177,16 +177,26 @@ MASKS: dict[str, tuple[Callable[[], bytes], str]] = {
 }
 
 
-def _library_answer(model: Model, image: bytes, mask: bytes | None = None) -> tuple[str, bytes | None]:
+def _library_answer(
+    model: Model, image: bytes, mask: bytes | None = None, labels: bytes | None = None, synthesize: str | None = None
+) -> tuple[str, bytes | None]:
     try:
-        return OK, compress(image, model, mask)
+        return OK, compress(image, model, mask, labels, None if synthesize is None else [synthesize])
     except CodecError as error:
         return error.code, None
 
 
-async def _api_answer(client, image: bytes, model_id: str, mask: bytes | None = None) -> tuple[str, bytes | None]:
-    files = {"image": ("image", image)} | ({} if mask is None else {"mask": ("mask", mask)})
-    response = await client.post("/compress", files=files, data={"model": model_id})
+async def _api_answer(
+    client,
+    image: bytes,
+    model_id: str,
+    mask: bytes | None = None,
+    labels: bytes | None = None,
+    synthesize: str | None = None,
+) -> tuple[str, bytes | None]:
+    maps = {name: (name, data) for name, data in (("mask", mask), ("labels", labels)) if data is not None}
+    fields = {"model": model_id} | ({} if synthesize is None else {"synthesize": synthesize})
+    response = await client.post("/compress", files={"image": ("image", image), **maps}, data=fields)
     assert response.status_code < 500, response.text
     if response.status_code == 200:
         return OK, response.content
@@ -212,7 +222,9 @@ async def test_every_image_in_the_corpus_gets_its_defined_answer(model_dir):
 
 
 @pytest.mark.anyio
-async def test_every_mask_in_the_corpus_gets_its_defined_answer(model_dir, sc_model_dir):
+@pytest.mark.parametrize("sc_fixture", ["sc_model_dir", "contextual_sc_model_dir"], ids=["static", "contexts"])
+async def test_every_mask_in_the_corpus_gets_its_defined_answer(model_dir, sc_fixture, request):
+    sc_model_dir = request.getfixturevalue(sc_fixture)
     gc, sc = Model(load_manifest(model_dir)), Model(load_manifest(sc_model_dir))
     image = _valid_png()
     wrong = []
@@ -229,4 +241,33 @@ async def test_every_mask_in_the_corpus_gets_its_defined_answer(model_dir, sc_mo
             # A GC model refuses every mask, good or bad, for what it is (a bad one may be refused first).
             gc_answer = _library_answer(gc, image, mask)[0]
             assert gc_answer in {"sc-unsupported", expected}, (name, gc_answer)
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.anyio
+async def test_classes_to_synthesise_are_names_or_ascii_ids(contextual_sc_model_dir):
+    """Synthesising every class keeps nothing, a valid file; a digit of another script is no class id."""
+    sc = Model(load_manifest(contextual_sc_model_dir))
+    image, labels = (
+        _valid_png(),
+        _save(Image.fromarray((np.arange(64)[None, :] // 6).repeat(48, 0).astype(np.uint8)), "PNG"),
+    )
+    cases = {
+        "every class by name": (",".join(sc.manifest.classes), OK),
+        "every class by id": (",".join(map(str, range(len(sc.manifest.classes)))), OK),
+        "superscript two": ("\u00b2", "invalid-selection"),
+        "arabic-indic three": ("\u0663", "invalid-selection"),
+        "fullwidth three": ("\uff13", "invalid-selection"),
+        "5000 digits": ("9" * 5000, "invalid-selection"),
+    }
+    wrong = []
+    async with running(settings(contextual_sc_model_dir)) as (_, client):
+        for name, (synthesize, expected) in cases.items():
+            library, file = _library_answer(sc, image, labels=labels, synthesize=synthesize)
+            api, api_file = await _api_answer(client, image, sc.id, labels=labels, synthesize=synthesize)
+            if (library, api) != (expected, expected):
+                wrong.append(f"{name}: library {library}, API {api}, defined {expected}")
+            elif expected == OK:
+                assert file == api_file, name
+                assert decompress(file, Registry([sc])).shape == (48, 64, 3), name
     assert not wrong, "\n".join(wrong)

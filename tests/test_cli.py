@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from image_support import png_claiming, with_extra_scans
+from PIL import Image
 
 from service.cli import main
-from service.codec import decode_image, encode_png
+from service.codec import Header, decode_image, encode_png
 from service.codec import registry as registry_module
+from service.codec.container import pack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,6 +116,24 @@ def test_image_errors_are_one_line(workdir, capsys):
     assert "truncated or corrupt" in _one_error_line(capsys)
     assert main(["compress", str(workdir / "x.gif")]) == 1
     assert "only PNG, JPEG and WebP" in _one_error_line(capsys)
+
+
+def test_hostile_inputs_are_refused_in_one_line_at_once(workdir, capsys):
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(buffer, format="JPEG", progressive=True)
+    files = {
+        "tall.png": (png_claiming(1, 1_000_000), "the image is 1x1000000, a side above the limit of 65535 pixels"),
+        "bomb.png": (png_claiming(20_000, 20_000), "the image is 20000x20000 (400000000 pixels), above the limit"),
+        "scans.jpg": (with_extra_scans(buffer.getvalue(), 2000), "the JPEG has more than 100 scans"),
+        "tall.gcx": (pack(Header("gc-tiny", bytes(8), 1, 2**24), b""), "a side above the limit of 65535 pixels"),
+    }
+    for name, (data, message) in files.items():
+        (workdir / name).write_bytes(data)
+        command = "decompress" if name.endswith(".gcx") else "compress"
+        started = time.perf_counter()
+        assert main([command, str(workdir / name), "-o", str(workdir / "out")]) == 1
+        assert time.perf_counter() - started < 5, name
+        assert message in _one_error_line(capsys), name
 
 
 def test_corrupt_file_error_is_one_line(workdir, capsys):

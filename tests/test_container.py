@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 
 import pytest
 
 from service.codec import CorruptBitstream, Header, ImageTooLarge, Mode
-from service.codec.container import pack, unpack
+from service.codec.container import MAX_SIDE, pack, unpack
 
 CAP = 4096 * 4096
 HEADER = Header(model_id="gc-small-c8", fingerprint=bytes(range(8)), width=480, height=360)
@@ -22,7 +23,7 @@ def _recrc(data: bytes) -> bytes:
 
 def test_round_trip_keeps_every_field():
     with_seed = Header("m", b"\xff" * 8, 1, 1, Mode.GC, seed=0xDEADBEEF)
-    for header in (HEADER, with_seed, Header("a.b_c-9", bytes(8), 2**20, 3)):
+    for header in (HEADER, with_seed, Header("a.b_c-9", bytes(8), 65535, 3)):  # a 3-byte varint
         bitstream = unpack(pack(header, PAYLOAD), CAP * 1024)
         assert bitstream.header == header
         assert bitstream.payload == PAYLOAD
@@ -165,6 +166,17 @@ def test_header_claiming_huge_size_is_rejected_before_allocation():
     huge = Header("gc-small-c8", bytes(8), 2**34, 2**34)
     with pytest.raises(ImageTooLarge, match="limit"):
         unpack(pack(huge, b"\x00" * 4), CAP)
+
+
+def test_a_side_over_the_limit_is_rejected_whatever_the_pixel_cap():
+    # 1x16777216 is within the default pixel cap, but its latent is 1,048,576 cells in one column.
+    for width, height in ((1, 2**24), (MAX_SIDE + 1, 1)):
+        with pytest.raises(ImageTooLarge) as error:
+            unpack(pack(Header("m", bytes(8), width, height), b""), sys.maxsize)
+        assert str(error.value) == (
+            f"the file declares a {width}x{height} image, a side above the limit of {MAX_SIDE} pixels"
+        )
+    assert unpack(pack(Header("m", bytes(8), MAX_SIDE, 1), b""), CAP).header.width == MAX_SIDE
 
 
 def test_size_over_the_callers_cap_is_rejected():

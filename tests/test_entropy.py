@@ -77,6 +77,18 @@ def test_corrupt_payload_raises_without_hanging():
         assert decoded.shape == (3, 20, 20) and int(decoded.max()) < 5
 
 
+def test_a_payload_the_coder_cannot_decode_is_reported_in_our_own_words():
+    coder = EntropyCoder(SKEWED, precision=16)
+    garbage = bytes.fromhex(  # random words on which constriction gives up with a message of its own
+        "699ffd1de6074c7c0a305f01e55f316cb447970300bca5e080ee29f8dc7f391669516ad180ee5ab5ea7e004d940906ca"
+        "ce025af6492298cc48c149b1fe61815206c0419ba48bf0cb3841f1b6f01faf39ec9a7969be36c05cc521dbb125e1dd6a"
+        "673b616b3dd8998a4cf75194ca3fd41c6563c9ec26bb2d68e343eb2c"
+    )
+    with pytest.raises(CorruptBitstream) as error:
+        coder.decode(garbage, 20, 20)
+    assert str(error.value) == "the entropy-coded payload is invalid: it cannot be decoded with the model's tables"
+
+
 @pytest.mark.parametrize(
     ("tables", "precision"),
     [([[65535, 1]], 15), ([[0, 65536]], 16), ([[65536]], 16), ([], 16), ([[3, 1], [1, 1, 2]], 2), ([[1, 1]], 30)],

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from image_support import png_claiming, webp_claiming, with_extra_scans
 from PIL import Image
 
 from service.codec import (
@@ -30,17 +29,6 @@ def _save(image: Image.Image, fmt: str, **options) -> bytes:
 
 def _rgb(height: int = 20, width: int = 30) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG structure whose IHDR claims a size, with almost no pixel data behind it."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(bytes(100))
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
 def test_png_round_trip_is_lossless():
@@ -84,7 +72,7 @@ def test_signature_without_a_header_is_invalid():
 
 def test_pixel_data_missing_behind_a_small_header_is_invalid():
     with pytest.raises(InvalidImage, match="truncated or corrupt"):
-        decode_image(_png_claiming(64, 64))
+        decode_image(png_claiming(64, 64))
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
@@ -98,20 +86,76 @@ def test_pixel_cap_is_checked_from_the_header_before_decoding():
     # Only the header exists, so these must fail on the size alone (5000x5000 is over our default cap;
     # 100000x100000, 30 GB of RGB, already trips Pillow's own decompression-bomb guard inside Image.open).
     with pytest.raises(ImageTooLarge, match="5000x5000"):
-        decode_image(_png_claiming(5000, 5000))
+        decode_image(png_claiming(5000, 5000))
     with pytest.raises(ImageTooLarge):
-        decode_image(_png_claiming(100_000, 100_000))
+        decode_image(png_claiming(100_000, 100_000))
     with pytest.raises(ImageTooLarge):
         decode_image(encode_png(_rgb(20, 30)), max_pixels=599)
     assert decode_image(encode_png(_rgb(20, 30)), max_pixels=600).pixels.shape == (20, 30, 3)
 
 
+def test_images_over_pillows_own_bomb_limit_are_judged_by_the_services_cap():
+    # 20000x20000 is over Pillow's decompression-bomb limit (about 179 Mpixels); the message is the service's own.
+    with pytest.raises(ImageTooLarge) as error:
+        decode_image(png_claiming(20_000, 20_000))
+    assert str(error.value) == "the image is 20000x20000 (400000000 pixels), above the limit of 16777216 pixels"
+    # A cap above Pillow's is the one that counts: the claim passes it, and the missing pixels are what fails.
+    with pytest.raises(InvalidImage, match="truncated or corrupt"):
+        decode_image(png_claiming(20_000, 20_000), max_pixels=20_000 * 20_000)
+
+
+def test_a_webps_size_is_checked_before_pillow_allocates_its_canvas(monkeypatch):
+    def refuse(_):
+        raise AssertionError("the WebP reader ran")
+
+    assert probe_image(webp_claiming(300, 200)) == ImageInfo("WEBP", 300, 200)
+    monkeypatch.setitem(imageio._READERS, "WEBP", refuse)
+    with pytest.raises(ImageTooLarge, match="the image is 10000x10000"):
+        decode_image(webp_claiming(10_000, 10_000))  # 400 MB of canvas, under Pillow's own bomb limit
+    with pytest.raises(InvalidImage, match="header"):
+        decode_image(b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(20))
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1_000_000), (1_000_000, 1), (imageio.MAX_SIDE + 1, 1)])
+def test_a_side_over_the_limit_is_refused_from_the_header(width, height):
+    message = f"the image is {width}x{height}, a side above the limit of {imageio.MAX_SIDE} pixels"
+    for read in (decode_image, probe_image):
+        with pytest.raises(ImageTooLarge) as error:
+            read(png_claiming(width, height))
+        assert str(error.value) == message
+    with pytest.raises(ImageTooLarge, match="a side above the limit"):
+        imageio.check_rgb(np.zeros((height, width, 3), np.uint8), max_pixels=10**9)
+    assert probe_image(png_claiming(imageio.MAX_SIDE, 1)) == ImageInfo("PNG", imageio.MAX_SIDE, 1)
+
+
+def test_jpeg_scans_are_counted_by_walking_the_segments():
+    pixels = _rgb(40, 48)
+    assert imageio.jpeg_scans(_save(Image.fromarray(pixels), "JPEG")) == 1
+    assert imageio.jpeg_scans(_save(Image.fromarray(pixels), "JPEG", restart_marker_blocks=1)) == 1
+    progressive = _save(Image.fromarray(pixels), "JPEG", progressive=True)
+    assert imageio.jpeg_scans(progressive) == 10  # libjpeg's default script for colour
+    assert imageio.jpeg_scans(_save(Image.fromarray(pixels[:, :, 0]), "JPEG", progressive=True)) == 6
+    assert imageio.jpeg_scans(with_extra_scans(progressive, 5)) == 15
+    assert imageio.jpeg_scans(progressive[: len(progressive) // 2]) <= 10  # cut short: counted as far as it goes
+    assert imageio.jpeg_scans(progressive + with_extra_scans(progressive, 5)) == 10  # nothing after EOI counts
+
+
+def test_a_jpeg_with_too_many_scans_is_refused_before_decoding():
+    progressive = _save(Image.fromarray(_rgb(40, 48)), "JPEG", progressive=True)
+    at_the_cap = with_extra_scans(progressive, imageio.MAX_JPEG_SCANS - 10)
+    assert probe_image(at_the_cap) == ImageInfo("JPEG", 48, 40)
+    over = with_extra_scans(progressive, imageio.MAX_JPEG_SCANS - 9)
+    for read in (decode_image, probe_image):
+        with pytest.raises(InvalidImage, match=f"more than {imageio.MAX_JPEG_SCANS} scans"):
+            read(over)
+
+
 def test_probe_reads_format_and_size_from_the_header_alone():
     # Only the header exists behind this PNG, so the probe cannot have decoded pixels.
-    assert probe_image(_png_claiming(300, 200)) == ImageInfo("PNG", 300, 200)
+    assert probe_image(png_claiming(300, 200)) == ImageInfo("PNG", 300, 200)
     assert probe_image(_save(Image.fromarray(_rgb(20, 30)), "WEBP")) == ImageInfo("WEBP", 30, 20)
     with pytest.raises(ImageTooLarge, match="5000x5000"):
-        probe_image(_png_claiming(5000, 5000))
+        probe_image(png_claiming(5000, 5000))
     with pytest.raises(UnsupportedFormat):
         probe_image(b"GIF89a" + bytes(20))
     with pytest.raises(InvalidImage):

@@ -34,6 +34,10 @@ CRC_BYTES = 4
 MAX_VARINT_BYTES = 5
 """Widths, heights and lengths are below 2**35; longer varints are rejected rather than read on and on."""
 MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_SIDE = 65535
+"""Largest width or height of an image or a file, whatever the pixel cap (JPEG's own limit; no photo within the
+cap comes near it). A 1-pixel-wide image a million pixels tall is well within a 16-Mpixel cap, but the codec pads
+its width to 32 pixels and the networks run over the padded image: the side limit bounds that work too."""
 
 _MODE_MASK = 0x0F
 _SEED_FLAG = 0x10
@@ -129,7 +133,8 @@ def pack(header: Header, payload: bytes, labels: bytes | None = None) -> bytes:
 
 
 def unpack(data: bytes, max_pixels: int) -> Bitstream:
-    """Parse and validate a .gcx file; sizes above `max_pixels` raise ImageTooLarge before any allocation."""
+    """Parse and validate a .gcx file; sizes above `max_pixels`, or a side above MAX_SIDE, raise ImageTooLarge
+    before any allocation."""
     reader = _Reader(data)
     if reader.take(len(MAGIC), "magic") != MAGIC:
         raise CorruptBitstream("not a gancodec file (the magic bytes are not 'GCX')")
@@ -160,6 +165,8 @@ def unpack(data: bytes, max_pixels: int) -> Bitstream:
     height = reader.varint("height")
     if width < 1 or height < 1:
         raise CorruptBitstream(f"the header gives an empty image ({width}x{height})")
+    if max(width, height) > MAX_SIDE:
+        raise ImageTooLarge(f"the file declares a {width}x{height} image, a side above the limit of {MAX_SIDE} pixels")
     if width * height > max_pixels:
         raise ImageTooLarge(
             f"the file declares a {width}x{height} image ({width * height} pixels), "

@@ -196,11 +196,13 @@ def open_payload(payload: bytes) -> constriction.stream.queue.RangeDecoder:
 
 @contextmanager
 def invalid_data_is_corrupt() -> Iterator[None]:
-    """constriction reports streams that cannot be decoded with assorted exception types."""
+    """constriction reports streams that cannot be decoded with assorted exception types and messages of its own."""
     try:
         yield
-    except Exception as error:
-        raise CorruptBitstream(f"the entropy-coded payload is invalid: {error}") from None
+    except Exception:
+        raise CorruptBitstream(
+            "the entropy-coded payload is invalid: it cannot be decoded with the model's tables"
+        ) from None
 
 
 def check_exhausted(decoder: constriction.stream.queue.RangeDecoder) -> None:

@@ -1,4 +1,5 @@
-"""Safe image decoding (allow-listed formats, pixel cap checked from the header) and deterministic PNG output.
+"""Safe image decoding (allow-listed formats; size, sides and a JPEG's scans checked before any pixel is decoded)
+and deterministic PNG output.
 
 Also the SC inputs: preservation masks and label maps, lossless PNGs read in their stored orientation and
 turned with the image's EXIF orientation, so they stay aligned with the pixels they describe.
@@ -9,25 +10,37 @@ from __future__ import annotations
 import io
 import itertools
 import struct
-import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 from isal import isal_zlib
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 
+from service.codec.container import MAX_SIDE
 from service.codec.errors import ImageTooLarge, InvalidImage, InvalidSelection, UnsupportedFormat
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 """Largest image (width * height) accepted by default, for both input images and bitstream headers."""
+MAX_JPEG_SCANS = 100
+"""Most scans a JPEG may hold. libjpeg decodes each scan of a progressive JPEG over the whole image (about 20 ms
+each at 4096x4096, and it cannot be interrupted), so a small file of empty scans can cost a minute; real
+progressive JPEGs have about 10 (libjpeg's default script: 10 for colour, 6 for grey)."""
 
 _SIGNATURES: dict[str, tuple[bytes, ...]] = {
     "PNG": (b"\x89PNG\r\n\x1a\n",),
     "JPEG": (b"\xff\xd8\xff",),
 }
+_READERS: dict[str, Callable[[IO[bytes]], Image.Image]] = {
+    "PNG": PngImagePlugin.PngImageFile,
+    "JPEG": JpegImagePlugin.jpeg_factory,
+    "WEBP": WebPImagePlugin.WebPImageFile,
+}
+"""Each accepted format's Pillow reader, called directly: Image.open would add Pillow's own decompression-bomb
+check, whose limit (about 179 Mpixels, whatever the service's cap) and message are not ours."""
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
@@ -135,22 +148,82 @@ def orient(array: np.ndarray, orientation: int) -> np.ndarray:
 
 @contextmanager
 def _open(data: bytes, max_pixels: int) -> Iterator[tuple[Image.Image, str]]:
-    """Open with the sniffed format's plugin only, check the size, and turn Pillow's errors (also those raised
-    while the caller decodes inside the block) into codec errors."""
+    """Open with the sniffed format's reader only, check the size (and a JPEG's scans), and turn Pillow's errors
+    (also those raised while the caller decodes inside the block) into codec errors of our own words."""
     fmt = sniff_format(data)
+    if fmt == "JPEG" and jpeg_scans(data) > MAX_JPEG_SCANS:
+        raise InvalidImage(
+            f"the JPEG has more than {MAX_JPEG_SCANS} scans (each decoded over the whole image); "
+            "real photos have about 10"
+        )
+    if fmt == "WEBP":  # Pillow's WebP reader allocates the canvas as it opens the file: check the size first
+        size = _webp_size(data)
+        if size is None:
+            raise InvalidImage("not a valid WEBP image: its header is truncated or corrupt")
+        _check_size(*size, max_pixels)
     try:
-        with warnings.catch_warnings():
-            # Our own cap below is the limit; Pillow's global bomb warning would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as image:
-                _check_size(*image.size, max_pixels)
-                yield image, fmt
-    except Image.DecompressionBombError as error:
-        raise ImageTooLarge(f"image is too large: {error}") from None
-    except UnidentifiedImageError:
-        raise InvalidImage(f"not a valid {fmt} image (its header is corrupt or truncated)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise InvalidImage(f"cannot decode the {fmt} image (truncated or corrupt?): {error}") from None
+        image = _READERS[fmt](io.BytesIO(data))
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise InvalidImage(f"not a valid {fmt} image: its header is truncated or corrupt") from None
+    with image:
+        _check_size(*image.size, max_pixels)
+        try:
+            yield image, fmt
+        except (OSError, SyntaxError, ValueError, EOFError):
+            raise InvalidImage(f"cannot decode the {fmt} image: it is truncated or corrupt") from None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    """A WebP's canvas size from the header of its first chunk (VP8, VP8L or VP8X); None if it has none."""
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":  # after a keyframe's start code
+        width, height = struct.unpack_from("<HH", data, 26)
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, (bits >> 14 & 0x3FFF) + 1
+    if chunk == b"VP8X" and len(data) >= 30:
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    return None
+
+
+def jpeg_scans(data: bytes, most: int = MAX_JPEG_SCANS) -> int:
+    """How many scans (SOS segments) a JPEG holds up to its EOI, counting no further than `most` + 1.
+
+    Walks the segments as libjpeg reads them: bytes before a marker are skipped, as are fill bytes (0xFF) and
+    markers without a length (RSTn, TEM); a segment's length field skips its body; a scan's entropy-coded data
+    runs to the first 0xFF followed by anything but a stuffed 0x00 or a restart marker. A file cut short is
+    counted as far as it goes (the decoder reports it).
+    """
+    scans, at, end = 0, 2, len(data)  # after SOI
+    while scans <= most:
+        at = data.find(b"\xff", at)
+        while 0 <= at < end - 1 and data[at + 1] == 0xFF:
+            at += 1
+        if at < 0 or at >= end - 1:
+            return scans
+        marker, at = data[at + 1], at + 2
+        if marker == 0xD9:  # EOI
+            return scans
+        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no length: stuffing, TEM, RSTn, SOI
+            continue
+        at += int.from_bytes(data[at : at + 2], "big")
+        if marker == 0xDA:  # SOS: its header, then entropy-coded data
+            scans += 1
+            at = _scan_end(data, at)
+    return scans
+
+
+def _scan_end(data: bytes, at: int) -> int:
+    """Where the entropy-coded data starting at `at` ends: the next 0xFF that starts a marker other than RSTn."""
+    while (at := data.find(b"\xff", at)) >= 0:
+        following = at + 1
+        while following < len(data) and data[following] == 0xFF:
+            following += 1
+        if following < len(data) and data[following] != 0x00 and not 0xD0 <= data[following] <= 0xD7:
+            return at
+        at = following + 1
+    return len(data)
 
 
 def _to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:
@@ -167,7 +240,8 @@ def _to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:
 
 
 def check_rgb(pixels: np.ndarray, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Validate an in-memory image: RGB uint8 (height, width, 3), at least 1x1, within the cap (None: no cap)."""
+    """Validate an in-memory image: RGB uint8 (height, width, 3), at least 1x1, and, unless `max_pixels` is None
+    (images being written, not read), within the pixel cap and MAX_SIDE."""
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise InvalidImage(f"expected RGB uint8 pixels of shape (height, width, 3), got {pixels.dtype} {pixels.shape}")
     height, width = pixels.shape[:2]
@@ -179,8 +253,13 @@ def check_rgb(pixels: np.ndarray, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
+    """The side limit (container.MAX_SIDE: what a file may hold, whatever the cap), then the pixel cap."""
+    if max(width, height) > MAX_SIDE:
+        raise ImageTooLarge(f"the image is {width}x{height}, a side above the limit of {MAX_SIDE} pixels")
     if width * height > max_pixels:
-        raise ImageTooLarge(f"image is {width}x{height} ({width * height} pixels), above the limit of {max_pixels}")
+        raise ImageTooLarge(
+            f"the image is {width}x{height} ({width * height} pixels), above the limit of {max_pixels} pixels"
+        )
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
