@@ -12,16 +12,22 @@ produce, which at our rates is where the comparison happens.
 | hevc | pillow-heif (libheif + x265, HEVC intra in HEIF: the closest thing to BPG here), 4:2:0 | quality 0-90 |
 | jpeg2000 | Pillow (OpenJPEG), 9/7 wavelet, rate control to a target bits per pixel | target bpp |
 | jpegxl | pillow-jxl-plugin (libjxl), effort 7 | quality 0-90 |
+
+What a user would pick instead at our rates: downscale, code the small image, upscale after decoding. `avif-down`
+is made directly at no more than our file's bytes (AT_OUR_BYTES), not swept: Lanczos down by 2, 3 and 4, AVIF as
+above at the highest quality that fits, Lanczos back up; the factor with the best PSNR is kept.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import io
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image, features
@@ -41,6 +47,29 @@ class Encoded:
     decoded: np.ndarray
     encode_seconds: float
     decode_seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+    """What the codec chose on its own, recorded with the point (downscaled: the factor and the quality)."""
+
+
+@dataclass(frozen=True)
+class Made:
+    """A file made for a byte target, and how: what the sheet and the blind comparisons show and record."""
+
+    setting: Setting | str
+    data: bytes
+    decoded: np.ndarray
+    factor: int = 1
+    """Downscaled by this much before coding (1: not at all)."""
+    over_budget: bool = False
+    """No setting fits the target: this is the fewest bytes the codec can write, more than it was allowed."""
+
+    @property
+    def name(self) -> str:
+        """'q40', '1/3, q40', 'rate-controlled', or a model id."""
+        if isinstance(self.setting, str):
+            return self.setting
+        quality = "rate-controlled" if isinstance(self.setting, float) else f"q{self.setting}"
+        return quality if self.factor == 1 else f"1/{self.factor}, {quality}"
 
 
 def pillow_encode(image: np.ndarray, fmt: str, **options: object) -> bytes:
@@ -92,6 +121,22 @@ class Codec:
     def describe(self) -> dict[str, object]:
         """What identifies this codec's output: part of every cache key and of the JSON."""
         return {"name": self.name, "label": self.label, "setting": self.setting_name, "version": self.version()}
+
+    def near_bytes(self, image: np.ndarray, target: int) -> Made:
+        """The file nearest `target` bytes, by ratio (closest_to_bytes), decoded."""
+        setting, data = closest_to_bytes(self, image, target)
+        return Made(setting, data, self.decode(data))
+
+    def within(self, image: np.ndarray, target: int) -> Made:
+        """The highest setting whose file is at most `target` bytes, decoded; where even the lowest is larger, the
+        lowest, flagged over budget."""
+        if self.search_range is None:
+            raise ValueError(f"{self.name} is aimed at a rate, not searched: it has no highest setting within bytes")
+        encode = _memoised(self, image)
+        setting = highest_within(encode, *self.search_range, target)
+        if setting is None:
+            setting = self.search_range[0]
+        return Made(setting, encode(setting), self.decode(encode(setting)), over_budget=len(encode(setting)) > target)
 
 
 def _package_version(name: str) -> str:
@@ -205,22 +250,99 @@ CODECS: dict[str, Codec] = {
 """JPEG 2000's target is a compression ratio against 24-bit RGB, so `target bpp` is met up to its headers."""
 
 
+def lanczos(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Pillow's Lanczos resampling (its support widens with the factor when shrinking, so it also filters)."""
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
+
+
+@dataclass(frozen=True)
+class Downscaled:
+    """A codec applied to a Lanczos-downscaled image and Lanczos-upscaled after decoding: at our rates, what a user
+    does instead of coding every pixel. Made at no more than a byte budget (our file's bytes), never swept."""
+
+    name: str
+    label: str
+    codec: Codec
+    factors: tuple[int, ...] = (2, 3, 4)
+
+    def available(self) -> bool:
+        return self.codec.available()
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "setting": f"at most our file's bytes: {self.codec.label} at its highest fitting {self.codec.setting_name}"
+            f" after a Lanczos downscale by {', '.join(map(str, self.factors))} (the best PSNR kept)",
+            "version": self.codec.version(),
+        }
+
+    def _size(self, image: np.ndarray, factor: int) -> tuple[int, int]:
+        return max(1, round(image.shape[1] / factor)), max(1, round(image.shape[0] / factor))
+
+    def within(self, image: np.ndarray, target: int) -> Made:
+        """Each factor's file at the highest quality within `target` bytes, enlarged back; the one with the best
+        PSNR (a person would pick by eye; PSNR is the fair automatic pick). Where no factor fits, the smallest
+        file, over budget."""
+        from bench.metrics import psnr  # bench.metrics imports torch: only when this codec runs
+
+        made = []
+        for factor in self.factors:
+            small = self.codec.within(lanczos(image, *self._size(image, factor)), target)
+            enlarged = lanczos(small.decoded, image.shape[1], image.shape[0])
+            made.append(Made(small.setting, small.data, enlarged, factor, small.over_budget))
+        fitting = [m for m in made if not m.over_budget]
+        if not fitting:
+            return min(made, key=lambda m: len(m.data))
+        return max(fitting, key=lambda m: psnr(image, m.decoded))
+
+    near_bytes = within
+
+    def round_trip(self, image: np.ndarray, target: int) -> Encoded:
+        """The chosen file made and read again, timed: downscale and code; decode and upscale (the choice is not)."""
+        chosen = self.within(image, target)
+        start = time.perf_counter()
+        data = self.codec.encode(lanczos(image, *self._size(image, chosen.factor)), chosen.setting)
+        middle = time.perf_counter()
+        decoded = lanczos(self.codec.decode(data), image.shape[1], image.shape[0])
+        end = time.perf_counter()
+        details = {"factor": chosen.factor, "quality": chosen.setting, "over_budget": chosen.over_budget}
+        return Encoded(data, decoded, middle - start, end - middle, details)
+
+
+AT_OUR_BYTES: dict[str, Downscaled] = {
+    codec.name: codec for codec in (Downscaled("avif-down", "AVIF, downscaled", CODECS["avif"]),)
+}
+"""Codecs made per image at no more than our file's bytes at each rate point (bench.evaluate), not swept."""
+AnyCodec = Codec | Downscaled
+
+
 def label(name: str) -> str:
     """The name a reader sees for a codec name found in the points (ours, a classical codec, or anything else)."""
     if name == OURS:
         return OURS_LABEL
-    return CODECS[name].label if name in CODECS else name
+    known = {**CODECS, **AT_OUR_BYTES}
+    return known[name].label if name in known else name
+
+
+def _chosen(table: dict[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
+    return table if names is None else {name: table[name] for name in table if name in names}
 
 
 def available(names: Sequence[str] | None = None) -> dict[str, Codec]:
-    """The named codecs (default: all) that this machine can run, in CODECS order."""
-    chosen = CODECS if names is None else {name: CODECS[name] for name in names}
-    return {name: codec for name, codec in chosen.items() if codec.available()}
+    """The named classical codecs (default: all) that this machine can run, in CODECS order."""
+    return {name: codec for name, codec in _chosen(CODECS, names).items() if codec.available()}
+
+
+def available_at_our_bytes(names: Sequence[str] | None = None) -> dict[str, Downscaled]:
+    """The named AT_OUR_BYTES codecs (default: all) that this machine can run."""
+    return {name: codec for name, codec in _chosen(AT_OUR_BYTES, names).items() if codec.available()}
 
 
 def missing(names: Sequence[str] | None = None) -> list[str]:
-    """The named codecs (default: all) whose library is not installed here: recorded, so a gap is never silent."""
-    chosen = CODECS if names is None else {name: CODECS[name] for name in names}
+    """The named codecs of either kind (default: all) whose library is not installed here: recorded, so a gap is
+    never silent."""
+    chosen = {**_chosen(CODECS, names), **_chosen(AT_OUR_BYTES, names)}
     return [name for name, codec in chosen.items() if not codec.available()]
 
 
@@ -229,10 +351,29 @@ def _distance(size: int, target: int) -> float:
     return abs(math.log(max(size, 1) / max(target, 1)))
 
 
+def _memoised(codec: Codec, image: np.ndarray) -> Callable[[Setting], bytes]:
+    """codec.encode(image, setting), each setting encoded once: searches revisit their neighbours."""
+    return functools.cache(lambda setting: codec.encode(image, setting))
+
+
+def highest_within(encode: Callable[[int], bytes], low: int, high: int, target: int) -> int | None:
+    """The highest setting in [low, high] whose file is at most `target` bytes (bisection: files grow with the
+    setting); None if even `low`'s is larger."""
+    if len(encode(low)) > target:
+        return None
+    while high - low > 1:  # invariant: low fits; every setting at or above a tried high does not
+        middle = (low + high) // 2
+        if len(encode(middle)) <= target:
+            low = middle
+        else:
+            high = middle
+    return high if len(encode(high)) <= target else low
+
+
 def closest_to_bytes(codec: Codec, image: np.ndarray, target: int) -> tuple[Setting, bytes]:
     """The setting (and file) whose size is nearest `target` bytes, by ratio; the lowest setting if none gets as small.
 
-    Integer settings: bisection for the largest setting at or under the target, then the nearer of it and the next.
+    Integer settings: bisection for the highest setting at or under the target, then the nearer of it and the next.
     A rate target (JPEG 2000): aim at the target, then correct the aim by the measured ratio a few times.
     """
     if codec.search_range is None:
@@ -245,20 +386,10 @@ def closest_to_bytes(codec: Codec, image: np.ndarray, target: int) -> tuple[Sett
             aim *= target / max(len(data), 1)
         return min(trials, key=lambda t: _distance(len(t[1]), target))
     low, high = codec.search_range
-    sizes: dict[int, bytes] = {}
-
-    def size(setting: int) -> int:
-        if setting not in sizes:
-            sizes[setting] = codec.encode(image, setting)
-        return len(sizes[setting])
-
-    if size(low) >= target:
-        return low, sizes[low]
-    while high - low > 1:  # invariant: size(low) < target; high is over the target or the top of the range
-        middle = (low + high) // 2
-        if size(middle) <= target:
-            low = middle
-        else:
-            high = middle
-    best = min((low, high), key=lambda s: _distance(size(s), target))
-    return best, sizes[best]
+    encode = _memoised(codec, image)
+    fitting = highest_within(encode, low, high, target)
+    if fitting is None:
+        return low, encode(low)
+    nearest = (fitting, fitting + 1) if fitting < high else (fitting,)
+    best = min(nearest, key=lambda s: _distance(len(encode(s)), target))
+    return best, encode(best)

@@ -1,8 +1,10 @@
 """Per-image quality measures of a reconstruction against its original, all on RGB uint8 arrays (height, width, 3).
 
-Distortion: PSNR and MS-SSIM. Realism, with no downloaded weights: the sliced Wasserstein distance between
-Laplacian-pyramid patch distributions (Karras et al. 2018, "Progressive growing of GANs", section 5) and the error of
-the radially averaged power spectrum. LPIPS (bench.learned) is added where its weights are on this machine.
+Distortion: PSNR and MS-SSIM. Coarse-scale fidelity, which a generator must keep however it invents texture: PSNR
+and MS-SSIM of 4x area-downscaled images and the mean CIE76 colour difference of 16x area-downscaled ones. Realism,
+with no downloaded weights: the sliced Wasserstein distance between Laplacian-pyramid patch distributions (Karras et
+al. 2018, "Progressive growing of GANs", section 5) and the error of the radially averaged power spectrum; neither is
+evidence of realism on its own (docs/evaluation.md). LPIPS (bench.learned) is added where its weights are local.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pytorch_msssim import ms_ssim
 
 from service.codec import detail
 
-METRICS_VERSION = 1
+METRICS_VERSION = 2
 """Bump when any measure below changes: it is part of every cache key, so old cached points are recomputed."""
 
 MS_SSIM_MIN_SIDE = 161
@@ -39,6 +41,69 @@ def msssim(original: np.ndarray, decoded: np.ndarray) -> float | None:
         return None
     with torch.no_grad():
         return float(ms_ssim(_tensor(original), _tensor(decoded), data_range=255.0))
+
+
+# --- Coarse-scale fidelity ------------------------------------------------------------------------------------------
+
+COARSE_FACTOR = 4
+"""psnr_4 and ms_ssim_4 compare images averaged over 4x4 blocks: structure and tone, whatever the texture."""
+COLOUR_FACTOR = 16
+"""delta_e_16 compares colours averaged over 16x16 blocks: the scale of the latent, where colour drift shows."""
+
+
+def area_downscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """The mean of each factor x factor block (of the sRGB values), as float64; a partial last row or column of
+    blocks is left out."""
+    height, width = image.shape[0] // factor, image.shape[1] // factor
+    blocks = image[: height * factor, : width * factor].astype(np.float64)
+    return blocks.reshape(height, factor, width, factor, -1).mean(axis=(1, 3))
+
+
+D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+SRGB_TO_XYZ = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ]
+)
+"""IEC 61966-2-1 primaries, D65 white: linear sRGB -> CIE XYZ."""
+
+
+def srgb_to_lab(image: np.ndarray) -> np.ndarray:
+    """sRGB values 0-255 (any float or integer array, channels last) -> CIELAB with the D65 white, in float64.
+
+    Not Pillow's ImageCms: its LAB is the ICC connection space, adapted to a D50 white, and 8 bits a channel."""
+    value = np.asarray(image, dtype=np.float64) / 255.0
+    linear = np.where(value <= 0.04045, value / 12.92, ((value + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ SRGB_TO_XYZ.T / D65_WHITE
+    epsilon, kappa = (6 / 29) ** 3, (29 / 6) ** 2 / 3
+    f = np.where(xyz > epsilon, np.cbrt(xyz), kappa * xyz + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def delta_e(original: np.ndarray, decoded: np.ndarray) -> float:
+    """Mean CIE76 colour difference (Euclidean distance in CIELAB) between two sRGB images; about 2.3 is a just
+    noticeable difference between flat patches side by side."""
+    return float(np.mean(np.linalg.norm(srgb_to_lab(original) - srgb_to_lab(decoded), axis=-1)))
+
+
+class CoarseReference:
+    """An original's 4x and 16x area downscales, computed once and compared with many reconstructions."""
+
+    def __init__(self, original: np.ndarray) -> None:
+        self.coarse = area_downscale(original, COARSE_FACTOR)
+        self.colours = area_downscale(original, COLOUR_FACTOR)
+
+    def measure(self, decoded: np.ndarray) -> dict[str, float | None]:
+        """psnr_4, ms_ssim_4 (None where the 1/4 image is under MS_SSIM_MIN_SIDE) and delta_e_16 (None where
+        the image is under 16 pixels)."""
+        coarse = area_downscale(decoded, COARSE_FACTOR)
+        return {
+            "psnr_4": psnr(self.coarse, coarse) if coarse.size else None,
+            "ms_ssim_4": msssim(self.coarse, coarse),
+            "delta_e_16": delta_e(self.colours, area_downscale(decoded, COLOUR_FACTOR)) if self.colours.size else None,
+        }
 
 
 # --- Sliced Wasserstein distance between Laplacian-pyramid patch distributions -------------------------------------
@@ -211,10 +276,13 @@ def spectrum_bias_db(original: np.ndarray, decoded: np.ndarray) -> float:
 
 # --- All of them ---------------------------------------------------------------------------------------------------
 
-WEIGHT_FREE = ("psnr", "ms_ssim", "swd", "spectrum_error_db", "spectrum_bias_db")
+WEIGHT_FREE = ("psnr", "ms_ssim", "psnr_4", "ms_ssim_4", "delta_e_16", "swd", "spectrum_error_db", "spectrum_bias_db")
 HIGHER_IS_BETTER = {
     "psnr": True,
     "ms_ssim": True,
+    "psnr_4": True,
+    "ms_ssim_4": True,
+    "delta_e_16": False,
     "swd": False,
     "spectrum_error_db": False,
     "spectrum_bias_db": True,
@@ -223,10 +291,12 @@ HIGHER_IS_BETTER = {
 
 
 class Reference:
-    """One original, with what every comparison needs from it computed once (pyramid patches, spectrum)."""
+    """One original, with what every comparison needs from it computed once (downscales, pyramid patches,
+    spectrum)."""
 
     def __init__(self, original: np.ndarray, swd_settings: SwdSettings = SwdSettings()) -> None:
         self.original = original
+        self.coarse = CoarseReference(original)
         self.swd = SwdReference(original, swd_settings)
         self.frequencies, self.spectrum = radial_power_spectrum(original)
 
@@ -238,6 +308,7 @@ class Reference:
         return {
             "psnr": psnr(self.original, decoded),
             "ms_ssim": msssim(self.original, decoded),
+            **self.coarse.measure(decoded),
             "swd": self.swd.to(decoded),
             "spectrum_error_db": float(np.mean(np.abs(difference))),
             "spectrum_bias_db": float(np.mean(difference[self.frequencies > HIGH_FREQUENCY])),

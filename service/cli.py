@@ -249,6 +249,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from service.api import Settings, create_app
+    from service.api.server import uvicorn_options
     from service.api.settings import ENV_PREFIX
 
     try:
@@ -264,7 +265,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise CommandError(f"invalid settings: {'; '.join(problems)}") from None
     # uvicorn configures only its own loggers; this shows the service's (models loaded) beside them.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, **uvicorn_options(settings))
     return 0
 
 

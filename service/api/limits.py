@@ -54,7 +54,7 @@ class BodyLimitMiddleware:
                 detail = f"the request body was not received within {self.read_timeout:g} s"
                 raise Problem(ProblemType.REQUEST_TIMEOUT, detail) from None
             if message["type"] == "http.disconnect":
-                detail = f"the client disconnected after {received} bytes of the request body"
+                detail = f"the client disconnected before the request body was complete ({received} bytes read)"
                 logger.info("%s %s: %s", scope["method"], scope["path"], detail)
                 raise Problem(ProblemType.CLIENT_DISCONNECTED, detail)
             if message["type"] == "http.request":

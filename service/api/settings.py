@@ -60,6 +60,22 @@ class Settings(BaseSettings):
     queue_timeout: PositiveFloat = Field(default=30.0, description="Seconds a job may wait for a slot (then 503).")
     compute_timeout: PositiveFloat = Field(default=120.0, description="Seconds a job may run (then 503).")
     read_timeout: PositiveFloat = Field(default=30.0, description="Seconds to receive a whole request body (then 408).")
+    header_timeout: PositiveFloat = Field(
+        default=10.0,
+        description="Seconds to receive a request's line and headers, from the connection's start or the next "
+        "request's first byte; then the connection is closed (gancodec serve).",
+    )
+    keep_alive_timeout: PositiveFloat = Field(
+        default=5.0, description="Seconds an idle kept-alive connection stays open (gancodec serve)."
+    )
+    max_connections: PositiveInt = Field(
+        default=256,
+        description="Connections served at once; a request on one more gets uvicorn's plain-text 503 (gancodec serve).",
+    )
+    max_header_bytes: PositiveInt = Field(
+        default=16384,
+        description="Largest request line and headers; beyond it uvicorn answers 400 and closes (gancodec serve).",
+    )
     retry_after: PositiveInt = Field(default=5, description="Seconds in the Retry-After header of 429 and 503 answers.")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default=[],
