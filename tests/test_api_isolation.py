@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 def _slow_image() -> bytes:
     """4096x4096 (the default pixel cap) in one colour: a 160 kB upload whose compression, in the smallest tiles
-    the settings allow, took the tiny model 7.5 s on one thread (measured), far past the timeout below."""
+    the settings allow, took the tiny model 5.7-7.5 s on one thread (measured), far past the timeout below."""
     return encode_png(np.zeros((4096, 4096, 3), np.uint8))
 
 
