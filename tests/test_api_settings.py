@@ -35,7 +35,14 @@ def test_lists_are_separated_strings(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("MODEL_DIRS", "/no/such/dir"), ("CONCURRENCY", "0"), ("QUEUE_SIZE", "-1"), ("READ_TIMEOUT", "0")],
+    [
+        ("MODEL_DIRS", "/no/such/dir"),
+        ("CONCURRENCY", "0"),
+        ("QUEUE_SIZE", "-1"),
+        ("READ_TIMEOUT", "0"),
+        ("HEADER_TIMEOUT", "0"),
+        ("MAX_CONNECTIONS", "0"),
+    ],
 )
 def test_bad_values_are_refused_at_start(monkeypatch, name, value):
     monkeypatch.setenv(ENV_PREFIX + name, value)
