@@ -76,7 +76,8 @@ class ShedLoadMiddleware:
     The body is drained unparsed first (a client still sending would otherwise see the connection reset instead
     of the answer), so a burst far past capacity costs the server little more than reading bytes: no multipart
     parsing, no image probing. A body that breaks the body limit while draining gets that limit's answer (413,
-    408) instead. Requests that pass are still checked by the limiter itself when they get there.
+    408, or 499 for a client that left) instead. Requests that pass are still checked by the limiter itself when
+    they get there.
     """
 
     def __init__(self, app: ASGIApp, paths: frozenset[str]) -> None:
