@@ -2,8 +2,8 @@
 
 A job decodes an untrusted image or bitstream, runs the graphs and codes the entropy; nothing in onnxruntime or
 Pillow can be interrupted from another thread, so a job that runs past its time in a thread keeps its worker until
-it ends. A process can be killed. Its replacement loads and warms up the models again; it is forked from a server
-process that imported the libraries once, so that costs the models' loading alone (docs/service.md).
+it ends. A process can be killed. Its replacement loads and warms up the models again; it is forked from a fork
+server that imported the libraries once, so that costs the models' loading alone (docs/service.md).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def warm_up(model: Model) -> None:
     image = np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).astype(np.uint8)
     data = compress(image, model)
     reconstruct(unpack(data, max_pixels=WARMUP_SIZE**2), model)
-    for graph in ("encoder", "generator"):  # measured once per model, so the first large image does not wait
+    for graph in model.manifest.graphs:  # measured once per model, so the first large image does not wait
         model.halo(graph)
 
 
@@ -97,7 +97,12 @@ def start(settings: Settings) -> tuple[Registry, Workers]:
         registry = load_models(settings)
         return registry, ThreadWorkers(registry)
     # Only the workers run graphs: this process needs the manifests, not sessions.
-    return find_models(settings), ProcessWorkers(settings)
+    registry, workers = find_models(settings), ProcessWorkers(settings)
+    ids = ", ".join(sorted({model.id for model in registry}))
+    logger.info(
+        "%d worker processes started, each with these models loaded and warmed up: %s", settings.concurrency, ids
+    )
+    return registry, workers
 
 
 class ThreadWorkers:
