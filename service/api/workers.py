@@ -100,7 +100,7 @@ def start(settings: Settings) -> tuple[Registry, Workers]:
     registry, workers = find_models(settings), ProcessWorkers(settings)
     ids = ", ".join(sorted({model.id for model in registry}))
     logger.info(
-        "%d worker processes started, each with these models loaded and warmed up: %s", settings.concurrency, ids
+        "started %d worker process(es), each with these models loaded and warmed up: %s", settings.concurrency, ids
     )
     return registry, workers
 
