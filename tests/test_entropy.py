@@ -89,6 +89,19 @@ def test_a_payload_the_coder_cannot_decode_is_reported_in_our_own_words():
     assert str(error.value) == "the entropy-coded payload is invalid: it cannot be decoded with the model's tables"
 
 
+def test_a_fault_of_the_decoder_itself_is_not_reported_as_a_corrupt_file(monkeypatch):
+    """How an empty mask's zip error once reached clients as 'the entropy-coded payload is invalid: zip() ...'."""
+    coder = EntropyCoder(_context_tables(), precision=16)
+    payload = coder.encode(_smooth(2, 4, 5, seed=7))
+
+    def broken(keep):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("service.codec.entropy.wavefronts", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        coder.decode(payload, 4, 5)
+
+
 @pytest.mark.parametrize(
     ("tables", "precision"),
     [([[65535, 1]], 15), ([[0, 65536]], 16), ([[65536]], 16), ([], 16), ([[3, 1], [1, 1, 2]], 2), ([[1, 1]], 30)],

@@ -137,26 +137,28 @@ class EntropyCoder:
         where not kept. A contextual model decodes wavefront by wavefront, all channels in one call each."""
         symbols = np.zeros((self.channels, *keep.shape), dtype=np.uint8)
         count = int(keep.sum())
-        with invalid_data_is_corrupt():
-            if not self.contextual:
-                for channel, probabilities in zip(symbols, self._probabilities, strict=True):
+        # Only constriction's calls are wrapped: a fault of this code is a bug, not a corrupt file.
+        if not self.contextual:
+            for channel, probabilities in zip(symbols, self._probabilities, strict=True):
+                with invalid_data_is_corrupt():
                     channel[keep] = decoder.decode(self._family, probabilities[np.zeros(count, dtype=np.int64)])
-                return symbols
-            # The symbols so far, framed by a row above and a column either side of "outside" (cell (i, j) at
-            # [i + 1, j + 1]); cells not coded stay outside.
-            known = np.full((self.channels, keep.shape[0] + 1, keep.shape[1] + 2), self.levels, dtype=np.int64)
-            for rows, columns in wavefronts(keep):
-                contexts = context_index(
-                    known[:, rows, columns],
-                    known[:, rows, columns + 1],
-                    known[:, rows, columns + 2],
-                    known[:, rows + 1, columns],
-                    self.levels,
-                )
-                probabilities = self._probabilities[self._channel_index, contexts].reshape(-1, self.levels)
+            return symbols
+        # The symbols so far, framed by a row above and a column either side of "outside" (cell (i, j) at
+        # [i + 1, j + 1]); cells not coded stay outside.
+        known = np.full((self.channels, keep.shape[0] + 1, keep.shape[1] + 2), self.levels, dtype=np.int64)
+        for rows, columns in wavefronts(keep):
+            contexts = context_index(
+                known[:, rows, columns],
+                known[:, rows, columns + 1],
+                known[:, rows, columns + 2],
+                known[:, rows + 1, columns],
+                self.levels,
+            )
+            probabilities = self._probabilities[self._channel_index, contexts].reshape(-1, self.levels)
+            with invalid_data_is_corrupt():
                 decoded = decoder.decode(self._family, probabilities).reshape(self.channels, -1)
-                known[:, rows + 1, columns + 1] = decoded
-                symbols[:, rows, columns] = decoded
+            known[:, rows + 1, columns + 1] = decoded
+            symbols[:, rows, columns] = decoded
         return symbols
 
     def minimum_payload_bytes(self, count: int) -> int:
