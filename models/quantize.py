@@ -16,7 +16,8 @@ The int8 graphs are written beside the float ones and named in the manifest (gra
 graphs.generator_int8; `int8` records the PSNR of a round trip through them and through the float graphs), which
 changes the model's fingerprint. The float graphs stay: GPUs run them, the CPU does with `--no-int8`, and
 training resumes from their weights (models/checkpoint.py). Only training images are used; GC models only (an SC
-generator is also fed masks and label maps).
+generator is also fed masks and label maps). Hybrid models (service/codec/base.py) have one graph, the upscaler,
+calibrated on the decoded AVIF bases of the same images.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from models.data import load_rgb_within, training_sources
 from service.codec.container import unpack
 from service.codec.imageio import DEFAULT_MAX_PIXELS
-from service.codec.manifest import GRAPHS, INT8_SUFFIX, MANIFEST_NAME, load_manifest, manifest_text, sha256_file
+from service.codec.manifest import INT8_SUFFIX, MANIFEST_NAME, load_manifest, manifest_text, sha256_file
 from service.codec.model import Model, RuntimeOptions
 from service.codec.pipeline import compress, decompress, reconstruct
 from service.codec.registry import Registry
@@ -56,8 +57,8 @@ class FeedRecorder(Model):
     def __init__(self, model_dir: Path) -> None:
         options = RuntimeOptions(providers=("CPUExecutionProvider",), int8=False, tile_pixels=2**31 - 1)
         super().__init__(load_manifest(model_dir), options)
-        self.feeds: dict[str, list[dict[str, np.ndarray]]] = {graph: [] for graph in GRAPHS}
-        self.recording = set(GRAPHS)
+        self.feeds: dict[str, list[dict[str, np.ndarray]]] = {graph: [] for graph in self.manifest.graphs}
+        self.recording = set(self.manifest.graphs)
         """The graphs whose inputs are kept; shared, like `feeds`, with this model's rate points."""
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -154,7 +155,8 @@ def quantize(model_dir: Path, images: list[np.ndarray], max_loss_db: float = MAX
     with tempfile.TemporaryDirectory() as work:
         trial = shutil.copytree(model_dir, Path(work) / model_dir.name)
         data = json.loads((trial / MANIFEST_NAME).read_text())
-        for graph in GRAPHS:
+        graphs = load_manifest(model_dir).graphs
+        for graph in graphs:
             source = trial / data["graphs"][graph]["file"]
             data["graphs"][graph + INT8_SUFFIX] = _quantise_graph(source, trial, feeds[graph], Path(work))
         (trial / MANIFEST_NAME).write_text(manifest_text(data))
@@ -169,7 +171,7 @@ def quantize(model_dir: Path, images: list[np.ndarray], max_loss_db: float = MAX
             "calibration_images": len(images),
             "psnr_db": {"images": len(measured), "float": round(psnr[False], 3), "int8": round(psnr[True], 3)},
         }
-        for graph in GRAPHS:
+        for graph in graphs:
             name = data["graphs"][graph + INT8_SUFFIX]["file"]
             shutil.copyfile(trial / name, model_dir / name)
     (model_dir / MANIFEST_NAME).write_text(manifest_text(data))

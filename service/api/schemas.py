@@ -30,12 +30,17 @@ class ModelInfo(BaseModel):
     classes: list[str] = Field(
         description="sc models: the label map's class names by id, for labels and synthesize; empty otherwise."
     )
+    kind: Literal["latent", "hybrid"] = Field(
+        description="latent: a generator paints the image from a quantised latent; hybrid: an upscaler paints it "
+        "from an AVIF-coded image downsampling times smaller on each side."
+    )
     latent_channels: int
-    levels: int = Field(description="Quantisation centres per latent value.")
+    levels: int = Field(description="Quantisation centres per latent value (0 for hybrid models).")
     downsampling: int
     noise_channels: int
     max_bits_per_pixel: float = Field(
-        description="Bound on the entropy-coded rate, latent_channels * log2(levels) / downsampling^2 (no header)."
+        description="Latent models: bound on the entropy-coded rate, latent_channels * log2(levels) / "
+        "downsampling^2 (no header). Hybrid models: the file size the encoder aims at, header included."
     )
     graph_bytes: dict[str, int] = Field(description="Size of each ONNX graph file.")
     metrics: dict[str, Any] = Field(description="Measured quality and rate, as the manifest records them.")
@@ -52,11 +57,14 @@ class ModelInfo(BaseModel):
             default=default,
             modes=list(manifest.modes),
             classes=list(manifest.classes),
+            kind="hybrid" if manifest.hybrid else "latent",
             latent_channels=model.channels,
             levels=levels,
             downsampling=manifest.downsampling,
             noise_channels=manifest.noise_channels,
-            max_bits_per_pixel=model.channels * math.log2(levels) / manifest.downsampling**2,
+            max_bits_per_pixel=model.point.bits_per_pixel
+            if manifest.hybrid
+            else model.channels * math.log2(levels) / manifest.downsampling**2,
             graph_bytes={name: path.stat().st_size for name, path in manifest.graph_files.items()},
             metrics=model.point.metrics,
             training=manifest.training,

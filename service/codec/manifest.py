@@ -3,6 +3,11 @@
 Format version 2 adds what selective compression (SC) needs: the label map's class names and resolution. GC
 models keep version 1, so older runtimes still load them; they refuse SC models, whose generator they could
 not feed.
+
+Format version 3 is the hybrid codec (service/codec/base.py): a `base_layer` section says how the image is made
+small and coded by AVIF, the one graph (`generator`, the upscaler) paints the full image from the decoded base, and
+each rate point is a target in bits per pixel instead of a count of latent channels. There is no encoder graph, no
+quantiser and no entropy table.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from service.codec.base import BaseLayer
 from service.codec.container import FINGERPRINT_BYTES, MODEL_ID_PATTERN
 from service.codec.entropy import MAX_PRECISION, context_count
 from service.codec.errors import InvalidModel
@@ -25,9 +31,11 @@ from service.codec.errors import InvalidModel
 FORMAT = "gancodec-model"
 FORMAT_VERSION = 1
 SELECTIVE_FORMAT_VERSION = 2
+HYBRID_FORMAT_VERSION = 3
 MAX_CLASSES = 256
 MANIFEST_NAME = "manifest.json"
 GRAPHS = ("encoder", "generator")
+HYBRID_GRAPHS = ("generator",)
 INT8_SUFFIX = "_int8"
 """Optional graphs: a graph's name plus this is the graph with its inner convolutions in int8 (models/quantize.py),
 which the CPU runs in its place."""
@@ -36,6 +44,8 @@ KNOWN_MODES = ("gc", "sc")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT_DOMAIN = b"gancodec-model-fingerprint-v1\x00"
 _CONTEXT_TAG = b"contexts-above3-left\x00"
+_BASE_LAYER_TAG = b"base-layer-avif\x00"
+MAX_BITS_PER_PIXEL = 24.0
 CONTEXT_KIND = "above3-left"
 """entropy.contexts.kind: a symbol's context is the three symbols above it and the one to its left; the symbols
 are coded in wavefronts (entropy.py)."""
@@ -48,6 +58,9 @@ class RatePoint:
     id: str
     channels: int
     metrics: dict[str, Any] = field(default_factory=dict)
+    bits_per_pixel: float = 0.0
+    """Hybrid models: the file size the encoder aims at, per pixel of the image (it never goes over, where the
+    base layer's lowest quality fits); 0 for latent models, whose size follows from the image."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +90,16 @@ class Manifest:
     rate_points: tuple[RatePoint, ...] = ()
     """Nested rates, each installed under its own id; empty: one rate, all channels, under the manifest's id."""
     default_rate_point: str = ""
+    base_layer: BaseLayer | None = None
+    """Hybrid models (format version 3): how the base image is made and coded; None for latent models."""
 
     @property
     def selective(self) -> bool:
         return "sc" in self.modes
+
+    @property
+    def hybrid(self) -> bool:
+        return self.base_layer is not None
 
     def entropy_tables(self, channels: int) -> tuple[tuple[Any, ...], ...]:
         """The tables that code the first `channels` latent channels: the context tables where there are any."""
@@ -110,7 +129,7 @@ class Manifest:
     @cached_property
     def _digest(self) -> Any:
         digest = hashlib.sha256(_FINGERPRINT_DOMAIN)
-        for name in GRAPHS:
+        for name in self.graphs:
             digest.update(bytes.fromhex(self.graph_sha256[name]))
         for name in OPTIONAL_GRAPHS:
             if name in self.graph_sha256:
@@ -128,7 +147,14 @@ class Manifest:
                     digest.update(struct.pack(f"<{levels}I", *row))
         if self.selective:
             digest.update(struct.pack("<2I", len(self.classes), self.label_downsampling))
+        if self.base_layer is not None:
+            digest.update(_BASE_LAYER_TAG)
         return digest
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        """The graphs the model must have: the upscaler alone (as `generator`) for hybrid models."""
+        return HYBRID_GRAPHS if self.hybrid else GRAPHS
 
 
 def load_manifest(directory: Path) -> Manifest:
@@ -174,22 +200,15 @@ def _parse(directory: Path, data: Any) -> Manifest:
     if not isinstance(data, dict):
         raise TypeError("the manifest is not a JSON object")
     version = data["format_version"]
-    if data["format"] != FORMAT or version not in (FORMAT_VERSION, SELECTIVE_FORMAT_VERSION):
-        raise ValueError(f"expected format {FORMAT!r} version {FORMAT_VERSION} or {SELECTIVE_FORMAT_VERSION}")
+    versions = (FORMAT_VERSION, SELECTIVE_FORMAT_VERSION, HYBRID_FORMAT_VERSION)
+    if data["format"] != FORMAT or version not in versions:
+        raise ValueError(f"expected format {FORMAT!r} version {', '.join(map(str, versions))}")
     model_id = _typed(data, "id", str)
     if not MODEL_ID_PATTERN.fullmatch(model_id):
         raise ValueError(f"id {model_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
-    graph_files, graph_sha256 = {}, {}
-    for name in GRAPHS + tuple(name for name in OPTIONAL_GRAPHS if name in data["graphs"]):
-        entry = data["graphs"][name]
-        file = _typed(entry, "file", str)
-        resolved = (directory / file).resolve()
-        if resolved.parent != directory:
-            raise ValueError(f"graph file {file!r} must be a plain file name inside the model directory")
-        sha = _typed(entry, "sha256", str).lower()
-        if not _SHA256.fullmatch(sha):
-            raise ValueError(f"graphs.{name}.sha256 is not 64 hex digits")
-        graph_files[name], graph_sha256[name] = resolved, sha
+    graph_files, graph_sha256 = _graphs(directory, data, HYBRID_GRAPHS if version == HYBRID_FORMAT_VERSION else GRAPHS)
+    if version == HYBRID_FORMAT_VERSION:
+        return _parse_hybrid(directory, data, model_id, graph_files, graph_sha256)
     channels = _positive(data, "latent_channels")
     centres = tuple(float(_check(c, (int, float), "a centre")) for c in _typed(data, "centres", list))
     if not 2 <= len(centres) <= 256 or not all(math.isfinite(c) for c in centres):
@@ -243,6 +262,72 @@ def _parse(directory: Path, data: Any) -> Manifest:
         label_downsampling=label_downsampling,
         rate_points=rate_points,
         default_rate_point=default_rate_point,
+    )
+
+
+def _graphs(directory: Path, data: dict[str, Any], required: tuple[str, ...]) -> tuple[dict[str, Path], dict[str, str]]:
+    """Each required graph's file (a plain name inside the model directory) and sha256, and its int8 variant's
+    where the manifest names one."""
+    graph_files, graph_sha256 = {}, {}
+    graphs = _typed(data, "graphs", dict)
+    for name in required + tuple(name + INT8_SUFFIX for name in required if name + INT8_SUFFIX in graphs):
+        entry = graphs[name]
+        file = _typed(entry, "file", str)
+        resolved = (directory / file).resolve()
+        if resolved.parent != directory:
+            raise ValueError(f"graph file {file!r} must be a plain file name inside the model directory")
+        sha = _typed(entry, "sha256", str).lower()
+        if not _SHA256.fullmatch(sha):
+            raise ValueError(f"graphs.{name}.sha256 is not 64 hex digits")
+        graph_files[name], graph_sha256[name] = resolved, sha
+    return graph_files, graph_sha256
+
+
+def _parse_hybrid(
+    directory: Path, data: dict[str, Any], model_id: str, graph_files: dict[str, Path], graph_sha256: dict[str, str]
+) -> Manifest:
+    """Format version 3: the base layer's settings and rate points in bits per pixel."""
+    section = _typed(data, "base_layer", dict)
+    if _typed(section, "codec", str) != "avif":
+        raise ValueError("base_layer.codec must be 'avif'")
+    factor = _positive(section, "factor")
+    speed = _typed(section, "speed", int)
+    subsampling = _typed(section, "subsampling", str)
+    if factor not in (2, 3, 4) or not 0 <= speed <= 10 or subsampling not in ("4:2:0", "4:4:4"):
+        raise ValueError("base_layer needs factor 2-4, speed 0-10 and subsampling '4:2:0' or '4:4:4'")
+    points = []
+    for entry in _typed(data, "rate_points", list):
+        point_id = _typed(_check(entry, dict, "a rate point"), "id", str)
+        if not MODEL_ID_PATTERN.fullmatch(point_id):
+            raise ValueError(f"rate point id {point_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
+        bpp = float(_typed(entry, "bits_per_pixel", (int, float)))
+        if not 0 < bpp <= MAX_BITS_PER_PIXEL:
+            raise ValueError(f"rate point {point_id}: bits_per_pixel must be in (0, {MAX_BITS_PER_PIXEL:g}]")
+        metrics = _typed(entry, "metrics", dict) if "metrics" in entry else {}
+        points.append(RatePoint(point_id, 3, metrics, bpp))
+    if not points or len({p.id for p in points}) != len(points):
+        raise ValueError("rate_points must be a non-empty list with unique ids")
+    default = _typed(data, "default_rate_point", str) if "default_rate_point" in data else points[-1].id
+    if default not in {p.id for p in points}:
+        raise ValueError(f"default_rate_point {default!r} is not one of the rate points")
+    return Manifest(
+        directory=directory,
+        id=model_id,
+        version=str(data["version"]),
+        graph_files=graph_files,
+        graph_sha256=graph_sha256,
+        latent_channels=3,
+        centres=(),
+        downsampling=factor,
+        noise_channels=0,
+        modes=("gc",),
+        precision=0,
+        frequencies=(),
+        training=_typed(data, "training", dict) if "training" in data else {},
+        metrics=_typed(data, "metrics", dict) if "metrics" in data else {},
+        rate_points=tuple(points),
+        default_rate_point=default,
+        base_layer=BaseLayer(factor, speed, subsampling),
     )
 
 

@@ -104,7 +104,11 @@ class Model:
 
     def _select(self, point: RatePoint) -> None:
         self.point = point
-        self.entropy = EntropyCoder(self.manifest.entropy_tables(point.channels), self.manifest.precision)
+        self.entropy = (
+            None
+            if self.manifest.hybrid
+            else EntropyCoder(self.manifest.entropy_tables(point.channels), self.manifest.precision)
+        )
         self.fingerprint = self.manifest.fingerprint(point)
 
     def at_rate(self, point: RatePoint) -> Model:
@@ -136,6 +140,7 @@ class Model:
         self, latent: np.ndarray, mask: np.ndarray | None = None, labels: np.ndarray | None = None
     ) -> np.ndarray:
         """latent float32 (1, C + noise channels, h, w) -> image float32 (1, 3, 16h, 16w), roughly in [0, 1].
+        Hybrid models: the decoded base image (1, 3, h, w) in [0, 1] -> the image, `factor` times larger.
 
         SC models also take the preservation mask float32 (1, 1, h, w), 1 = kept (None: everything kept; the
         latent must be zero where it is 0), and the one-hot label map float32 (1, classes, h', w') at the label

@@ -84,6 +84,8 @@ def compress(
     )
     if selection is None and Mode.GC.name.lower() not in manifest.modes:
         raise UnknownModel(f"model {model.id} does not support global (gc) compression")
+    if manifest.base_layer is not None:
+        return compress_hybrid(pixels, model, rows, columns)
     bands = detail.band_count(height, width) if restore_detail and selection is None else 0
     # The encoder graph leaves the cores partly idle: measuring the detail beside it hides most of its time.
     measuring = _beside().submit(detail.measure, pixels, bands) if bands else None
@@ -99,6 +101,19 @@ def compress(
     payload, mask_from_labels = encode_kept(model.entropy, symbols, selection.keep, selection.labels)
     header = Header(model.id, model.fingerprint, width, height, Mode.SC, seed, mask_from_labels)
     return pack(header, payload, label_section)
+
+
+def compress_hybrid(pixels: np.ndarray, model: Model, rows: int, columns: int) -> bytes:
+    """Hybrid models: the image down-scaled to rows x columns and coded by AVIF at the highest quality whose file,
+    header included, fits the rate point's bits per pixel (base.py)."""
+    height, width = pixels.shape[:2]
+    layer = model.manifest.base_layer
+    assert layer is not None
+    header = Header(model.id, model.fingerprint, width, height, Mode.GC)
+    target = math.floor(model.point.bits_per_pixel * width * height / 8)
+    overhead = len(pack(header, bytes(target))) - target
+    _, payload = layer.encode_within(layer.downscale(pixels, (rows, columns)), target - overhead)
+    return pack(header, payload)
 
 
 def encode_tiled(pixels: np.ndarray, model: Model, rows: int, columns: int) -> np.ndarray:
@@ -175,6 +190,8 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
     zero too (a centre, as in training).
     """
     header, manifest = bitstream.header, model.manifest
+    if manifest.base_layer is not None:
+        return reconstruct_hybrid(bitstream, model)
     if header.mode is Mode.SC and not manifest.selective:
         raise CorruptBitstream(f"the file is in mode sc, which model {model.id} does not support")
     if (header.seed is not None) != (manifest.noise_channels > 0):
@@ -205,6 +222,19 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
     labels = None if keep is None else _one_hot(ids, len(manifest.classes))
     pixels = generate_tiled(model, latent, header.height, header.width, mask, labels)
     return pixels if header.detail is None else detail.restore(pixels, header.detail, _threads(model))
+
+
+def reconstruct_hybrid(bitstream: Bitstream, model: Model) -> np.ndarray:
+    """Hybrid models: decode the AVIF base and let the upscaler (the model's generator) paint the image."""
+    header, layer = bitstream.header, model.manifest.base_layer
+    assert layer is not None
+    if header.mode is not Mode.GC or header.seed is not None or header.detail is not None:
+        raise CorruptBitstream(f"model {model.id} makes plain gc files: no mask, noise seed or detail section")
+    rows, columns = latent_size(header.width, header.height, layer.factor)
+    base = layer.decode(bitstream.payload, (rows, columns))
+    latent = np.empty((1, 3, rows, columns), np.float32)
+    np.divide(base.transpose(2, 0, 1), np.float32(255.0), out=latent[0], dtype=np.float32)
+    return generate_tiled(model, latent, header.height, header.width)
 
 
 @cache

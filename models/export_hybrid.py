@@ -1,0 +1,110 @@
+"""Export a hybrid model (service/codec/base.py): the trained upscaler as its `generator` graph, plus a format
+version 3 manifest with the base layer's settings and the rate points in bits per pixel.
+
+    python -m models.export_hybrid runs/upscaler/checkpoint.pt -o service/zoo/gc-hybrid --id gc-hybrid
+
+Without a checkpoint (`--prior NAME`), the pretrained ncnn weights are exported as they come: the baseline that
+training is measured against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.export import _export_graph, _store_half_precision, sha256_file
+from models.upscaler import CompactUpscaler, UpscalerConfig, load_ncnn
+from service.codec import Registry, compress, decompress
+from service.codec.base import BaseLayer
+from service.codec.manifest import FORMAT, HYBRID_FORMAT_VERSION, MANIFEST_NAME, manifest_text
+
+RATES = (0.02, 0.03, 0.04, 0.06, 0.08)
+"""Bits per pixel of the installed rate points: the product's 0.03-0.1 span and one below it."""
+DEFAULT_RATE = 0.04
+
+
+def rate_point_id(model_id: str, bits_per_pixel: float) -> str:
+    return f"{model_id}-{bits_per_pixel:g}"
+
+
+def export_hybrid(
+    upscaler: CompactUpscaler,
+    out_dir: Path,
+    model_id: str,
+    layer: BaseLayer,
+    rates: tuple[float, ...] = RATES,
+    default_rate: float = DEFAULT_RATE,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write generator.onnx (weights stored in float16, computed in float32) and manifest.json; returns the
+    manifest's path. The upscaler's own weights are rounded to float16 first, so it computes what the graph does."""
+    if upscaler.config.factor != layer.factor:
+        raise ValueError(f"the upscaler enlarges {upscaler.config.factor}x, the base layer reduces {layer.factor}x")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.onnx"):
+        stale.unlink()
+    upscaler = upscaler.eval().float()
+    with torch.no_grad():
+        for parameter in upscaler.parameters():
+            parameter.copy_(parameter.half().float())
+    graph = out_dir / "generator.onnx"
+    _export_graph(upscaler, {"latent": torch.rand(1, 3, 8, 8)}, graph, "image")
+    _store_half_precision(graph)
+    manifest = {
+        "format": FORMAT,
+        "format_version": HYBRID_FORMAT_VERSION,
+        "id": model_id,
+        "version": "1",
+        "graphs": {"generator": {"file": graph.name, "sha256": sha256_file(graph)}},
+        "base_layer": {"codec": "avif", "factor": layer.factor, "speed": layer.speed, "subsampling": layer.subsampling},
+        "rate_points": [{"id": rate_point_id(model_id, bpp), "bits_per_pixel": bpp} for bpp in rates],
+        "default_rate_point": rate_point_id(model_id, default_rate),
+        "training": training or {},
+    }
+    path = out_dir / MANIFEST_NAME
+    path.write_text(manifest_text(manifest), encoding="utf-8")
+    check_round_trip(out_dir, model_id, default_rate)
+    return path
+
+
+def check_round_trip(out_dir: Path, model_id: str, rate: float) -> None:
+    """Compress and decompress a smooth test image with the runtime, as a user would: the export works end to end
+    and its file keeps to the rate point's size."""
+    registry = Registry.discover([out_dir], include_zoo=False)
+    model = registry.get(rate_point_id(model_id, rate))
+    y, x = np.mgrid[0:96, 0:128]
+    image = np.stack([x * 2, y * 2, (x + y)], axis=-1).astype(np.uint8)
+    data = compress(image, model)
+    decoded = decompress(data, registry)
+    if decoded.shape != image.shape:
+        raise RuntimeError(f"exported model decodes {decoded.shape}, expected {image.shape}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, nargs="?", help="models.train_upscaler's checkpoint (its EMA)")
+    parser.add_argument("--prior", help="export these pretrained ncnn weights instead of a checkpoint")
+    parser.add_argument("-o", "--out", type=Path, required=True)
+    parser.add_argument("--id", required=True)
+    args = parser.parse_args(argv)
+    if (args.checkpoint is None) == (args.prior is None):
+        parser.error("give a checkpoint or --prior, not both")
+    if args.checkpoint:
+        state = load_checkpoint(args.checkpoint)
+        upscaler = CompactUpscaler(UpscalerConfig(**state["upscaler"]))
+        upscaler.load_state_dict(state["ema"])
+        training = {"steps": state["step"], "hours": round(state["hours"], 2), "config": state["config"]}
+    else:
+        upscaler, training = load_ncnn(args.prior), {"prior": args.prior, "steps": 0}
+    path = export_hybrid(upscaler, args.out, args.id, BaseLayer(factor=upscaler.config.factor), training=training)
+    print(json.dumps({"manifest": str(path), "graph_bytes": (args.out / "generator.onnx").stat().st_size}))
+
+
+if __name__ == "__main__":
+    main()

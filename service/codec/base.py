@@ -1,0 +1,73 @@
+"""The hybrid codec's base layer: the image made `factor` times smaller on each side, coded by AVIF.
+
+At 0.03-0.1 bits per pixel a small image coded well keeps more of a photo's structure and colour than any code
+our own networks could learn on CPUs (docs/training.md, "v7"), so the hybrid codec spends its bytes there, with
+the best-kept coder for the job (libavif through Pillow), and leaves the learned upscaler (service/codec/model.py)
+to paint the full-resolution image. Down-scaling is Pillow's Lanczos filter, the same in training and here.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from service.codec.errors import CorruptBitstream
+
+AVIF_QUALITIES = (0, 100)
+"""Pillow's AVIF quality range; the encoder takes the highest quality whose file fits the budget."""
+
+
+@dataclass(frozen=True)
+class BaseLayer:
+    """How the base image is made: the reduction on each side and libavif's settings."""
+
+    factor: int = 4
+    speed: int = 6
+    """libavif's speed (0 slowest and smallest ... 10): 6 is its default trade-off."""
+    subsampling: str = "4:2:0"
+
+    def downscale(self, image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Edge-pad to `shape` times `factor`, then Lanczos down to `shape` (rows, columns): the image the base layer
+        codes."""
+        rows, columns = shape
+        height, width = image.shape[:2]
+        padded = np.pad(image, ((0, rows * self.factor - height), (0, columns * self.factor - width), (0, 0)), "edge")
+        return np.asarray(Image.fromarray(padded).resize((columns, rows), Image.Resampling.LANCZOS))
+
+    def encode(self, small: np.ndarray, quality: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(small).save(
+            buffer, format="AVIF", quality=quality, speed=self.speed, subsampling=self.subsampling
+        )
+        return buffer.getvalue()
+
+    def encode_within(self, small: np.ndarray, max_bytes: int) -> tuple[int, bytes]:
+        """(quality, file): the highest quality whose file has at most `max_bytes`, by bisection; the lowest
+        quality when none fits (its file is then larger than asked)."""
+        low, high = AVIF_QUALITIES[0], AVIF_QUALITIES[1] + 1
+        best = self.encode(small, low)
+        if len(best) > max_bytes:
+            return low, best
+        while high - low > 1:  # invariant: quality `low` fits (its file is `best`); `high` does not, or is past 100
+            middle = (low + high) // 2
+            data = self.encode(small, middle)
+            if len(data) <= max_bytes:
+                low, best = middle, data
+            else:
+                high = middle
+        return low, best
+
+    def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+        """The base image from its AVIF file; a file that is not AVIF or not of the expected size is corrupt."""
+        try:
+            with Image.open(io.BytesIO(data), formats=["AVIF"]) as decoded:
+                if decoded.size != (shape[1], shape[0]):
+                    raise CorruptBitstream(
+                        f"base layer is {decoded.size[0]}x{decoded.size[1]}, the header says {shape[1]}x{shape[0]}"
+                    )
+                return np.asarray(decoded.convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as error:
+            raise CorruptBitstream("base layer is not a readable AVIF image") from error
