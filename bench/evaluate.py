@@ -1,14 +1,16 @@
 """Evaluate a folder of images: our codec at every installed rate point against JPEG, WebP, AVIF, HEVC (HEIF),
-JPEG 2000 and JPEG XL, each swept down to its lowest quality, every rate measured from the bytes written.
+JPEG 2000 and JPEG XL, each swept down to its lowest quality, and against downscaled AVIF made at no more than our
+file's bytes at each rate point, every rate measured from the bytes written.
 
     python -m bench.evaluate ../shared/data/photos --held-out 030-039 --out docs/evaluation   # the report
     python -m bench.evaluate DIR --limit 2 --out /tmp/eval                                   # a quick look
 
 With no folder: ../shared/data/photos, photos 030-039 (held out from training). Writes to --out: results.json
-(every point: bytes, bpp, PSNR, MS-SSIM, SWD, spectrum error, LPIPS where its weights are local, encode and decode
-seconds, the machine; the curves, the comparisons and the issue's criteria), summary.md, rd-<set>.png,
-realism-<set>.png and sheet-<set>-<image>.png. Points are cached under <out>/cache by image hash and everything
-that decides them: a re-run after a new model measures only that model. How to read it: docs/evaluation.md.
+(every point: bytes, bpp, PSNR, MS-SSIM, the same at 1/4 scale, colour error at 1/16, SWD, spectrum error, LPIPS
+where its weights are local, encode and decode seconds, the machine; the curves, the comparisons and the issues'
+criteria), summary.md, rd-<set>.png, coarse-<set>.png, realism-<set>.png and sheet-<set>-<image>.png. Points are
+cached under <out>/cache by image hash and everything that decides them: a re-run after a new model measures only
+that model (and downscaled AVIF where that model's file size differs). How to read it: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from bench import analysis, codecs, criteria, images, plots, reporting, results, sheet, summary
 from bench.cache import PointCache
-from bench.runner import Evaluator, Learned, classical_subjects, ours_subjects
+from bench.runner import Evaluator, Learned, at_our_bytes_subjects, classical_subjects, ours_subjects
 from service.codec import Registry, RuntimeOptions, UnknownModel
 from service.codec.manifest import MANIFEST_NAME, manifest_text
 
@@ -44,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--model", action="append", help="model id (repeatable; default: every installed rate point)")
     what.add_argument("--model-dir", type=Path, action="append", default=[], help="more model directories")
     what.add_argument("--no-zoo", action="store_true", help="only the --model-dir models, not the shipped ones")
-    what.add_argument("--codec", choices=list(codecs.CODECS), action="append", help="default: every available one")
+    what.add_argument("--codec", choices=[*codecs.AT_OUR_BYTES, *codecs.CODECS], action="append",
+                      help="default: every available one")  # fmt: skip
     what.add_argument("--no-learned", action="store_true", help="skip LPIPS and FID even where weights are local")
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
@@ -102,6 +105,7 @@ def evaluate_set(
         "images": described,
         "curves": analysis.curves(points),
         "comparisons": analysis.compare(points),
+        "at_our_bytes": analysis.at_our_bytes(points),
         "fid": evaluator.fid(),
     }, points
 
@@ -111,11 +115,12 @@ def make_sheets(
 ) -> list[dict[str, Any]]:
     """--sheets comparison sheets of the set, from its middle image on."""
     crop_size = sheet.parse_size(args.crop)
+    shown = [*codecs.available_at_our_bytes(args.codec).values(), *codecs.available(args.codec).values()]
     made = []
     for path in images.select(files[len(files) // 2 :] + files[: len(files) // 2], args.sheets):
         image = images.load(path, args.max_side)
         crop = sheet.centre_crop(*image.size, *crop_size)
-        picture, panels = sheet.comparison_sheet(image, registry, model, codecs.available(args.codec).values(), crop)
+        picture, panels = sheet.comparison_sheet(image, registry, model, shown, crop)
         target = sheet.save_png(picture, args.out / f"sheet-{set_name}-{path.stem}.png")
         made.append({"path": str(target), "image": image.name, "model": model, "crop": crop, "panels": panels})
     return made
@@ -152,11 +157,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not model_ids:
         log("no models installed (service/zoo or --model-dir): evaluating the classical codecs only")
     default = default_model(registry, model_ids)
-    chosen = codecs.available(args.codec)
+    chosen, at_our_bytes = codecs.available(args.codec), codecs.available_at_our_bytes(args.codec)
     learned = Learned.detect(not args.no_learned)
     machine = reporting.machine_name()
     evaluator = Evaluator(
-        ours_subjects(registry, model_ids) + classical_subjects(chosen.values()),
+        ours_subjects(registry, model_ids)
+        + at_our_bytes_subjects(at_our_bytes.values(), model_ids)
+        + classical_subjects(chosen.values()),
         PointCache(None if args.no_cache else (args.cache or args.out / "cache")),
         learned,
         machine,
@@ -171,7 +178,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for m in model_ids
         },
         "default_model": default,
-        "codecs": {name: {**codec.describe(), "settings": list(codec.settings)} for name, codec in chosen.items()},
+        "codecs": {
+            **{name: codec.describe() for name, codec in at_our_bytes.items()},
+            **{name: {**codec.describe(), "settings": list(codec.settings)} for name, codec in chosen.items()},
+        },
         "codecs_missing": codecs.missing(args.codec),
         "learned": learned.status,
         "sets": {},

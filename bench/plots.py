@@ -16,6 +16,9 @@ from bench.codecs import OURS, label
 LABELS = {
     "psnr": "PSNR (dB, higher is better)",
     "ms_ssim": "MS-SSIM (higher is better)",
+    "psnr_4": "PSNR at 1/4 scale (dB, higher is better)",
+    "ms_ssim_4": "MS-SSIM at 1/4 scale (higher is better)",
+    "delta_e_16": "colour error at 1/16 scale, Delta E (lower is better)",
     "swd": "sliced Wasserstein distance x1e3 (lower is better)",
     "spectrum_error_db": "power-spectrum error (dB, lower is better)",
     "lpips": "LPIPS (lower is better)",
@@ -24,6 +27,7 @@ STYLE = {
     "jpeg": ("tab:orange", "s"),
     "webp": ("tab:green", "^"),
     "avif": ("tab:blue", "D"),
+    "avif-down": ("tab:cyan", "o"),
     "hevc": ("tab:purple", "v"),
     "jpeg2000": ("tab:brown", "P"),
     "jpegxl": ("tab:pink", "X"),
@@ -81,10 +85,18 @@ def rate_plot(curves: Curves, keys: list[str], title: str, path: Path, default: 
 
 
 def set_plots(set_name: str, curves: Curves, out: Path, images: int, default: str | None = None) -> list[Path]:
-    """rd-<set>.png (PSNR, MS-SSIM) and realism-<set>.png (SWD, spectrum error, LPIPS where measured)."""
+    """rd-<set>.png (PSNR, MS-SSIM), coarse-<set>.png (the same at 1/4 scale, colour error at 1/16) and
+    realism-<set>.png (SWD, spectrum error, LPIPS where measured)."""
     suffix = f"{set_name}: mean over {images} images per setting"
     return [
         rate_plot(curves, ["psnr", "ms_ssim"], f"Rate-distortion, {suffix}", out / f"rd-{set_name}.png", default),
+        rate_plot(
+            curves,
+            ["psnr_4", "ms_ssim_4", "delta_e_16"],
+            f"Coarse-scale fidelity, {suffix}",
+            out / f"coarse-{set_name}.png",
+            default,
+        ),
         rate_plot(
             curves,
             ["swd", "spectrum_error_db", "lpips"],

@@ -1,5 +1,6 @@
-"""Measure every subject (our codec at each model, each classical codec at each setting) on one image at a time,
-through the real encode and decode paths, taking what the cache already holds."""
+"""Measure every subject (our codec at each model, each classical codec at each setting, each codec made at our
+bytes at each model) on one image at a time, through the real encode and decode paths, taking what the cache
+already holds."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from bench import learned
 from bench.cache import PointCache, key_of
-from bench.codecs import OURS, Codec, Encoded, Setting
+from bench.codecs import OURS, Codec, Downscaled, Encoded, Setting
 from bench.images import TestImage
 from bench.metrics import METRICS_VERSION, Reference, SwdSettings
 from service.codec import Registry, compress, decompress
@@ -29,8 +30,11 @@ class Subject:
     codec: str
     setting: Setting | str
     identity: dict[str, Any]
-    """Everything besides the image that decides the result (library versions, model fingerprint)."""
-    round_trip: Callable[[np.ndarray], Encoded] = field(compare=False, repr=False)
+    """Everything besides the image and the budget that decides the result (library versions, model fingerprint)."""
+    round_trip: Callable[[np.ndarray, int | None], Encoded] = field(compare=False, repr=False)
+    """(image, byte budget) -> the real round trip; the budget is None unless `budget` names a rate point."""
+    budget: str | None = None
+    """The rate point (our model id) whose file on the same image is this subject's byte budget."""
 
 
 def classical_subjects(codecs: Iterable[Codec]) -> list[Subject]:
@@ -39,9 +43,18 @@ def classical_subjects(codecs: Iterable[Codec]) -> list[Subject]:
     for codec in codecs:
         for setting in codec.settings:
             subjects.append(
-                Subject(codec.name, setting, codec.describe(), lambda x, c=codec, s=setting: c.round_trip(x, s))
+                Subject(codec.name, setting, codec.describe(), lambda x, _, c=codec, s=setting: c.round_trip(x, s))
             )
     return subjects
+
+
+def at_our_bytes_subjects(codecs: Iterable[Downscaled], model_ids: Iterable[str]) -> list[Subject]:
+    """Each codec made at no more than our file's bytes, once per rate point; list them after ours_subjects."""
+    return [
+        Subject(codec.name, model_id, codec.describe(), lambda x, budget, c=codec: c.round_trip(x, budget), model_id)
+        for codec in codecs
+        for model_id in model_ids
+    ]
 
 
 def ours_subjects(registry: Registry, model_ids: Iterable[str]) -> list[Subject]:
@@ -53,7 +66,7 @@ def ours_subjects(registry: Registry, model_ids: Iterable[str]) -> list[Subject]
         warm = np.zeros((64, 64, 3), np.uint8)
         decompress(compress(warm, model), registry)
 
-        def round_trip(image: np.ndarray, model=model) -> Encoded:
+        def round_trip(image: np.ndarray, _budget: int | None, model=model) -> Encoded:
             start = time.perf_counter()
             data = compress(image, model)
             middle = time.perf_counter()
@@ -111,13 +124,15 @@ class Evaluator:
     fid_features: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
     """(codec, setting) -> feature arrays per image; ("original", "") holds the originals'."""
 
-    def _key(self, image: TestImage, subject: Subject) -> str:
-        """Everything that decides a point's numbers, so a cached point is reused exactly when it would not change."""
+    def _key(self, image: TestImage, subject: Subject, budget: int | None) -> str:
+        """Everything that decides a point's numbers, so a cached point is reused exactly when it would not change
+        (a subject made within our bytes: those bytes, not our model's fingerprint)."""
         return key_of(
             {
                 "image": image.sha256,
                 "codec": subject.identity,
                 "setting": subject.setting,
+                "budget": budget,
                 "metrics": METRICS_VERSION,
                 "swd": asdict(self.swd_settings),
                 "lpips": self.learned.lpips is not None,
@@ -128,15 +143,19 @@ class Evaluator:
         """Every subject's point on this image (bytes, bpp, metrics, encode and decode seconds)."""
         reference: Reference | None = None
         points = []
+        our_bytes: dict[str, int] = {}
         for subject in self.subjects:
-            key = self._key(image, subject)
+            if subject.budget is not None and subject.budget not in our_bytes:
+                raise ValueError(f"{subject.codec} is made within {subject.budget}'s bytes: list that rate point first")
+            budget = None if subject.budget is None else our_bytes[subject.budget]
+            key = self._key(image, subject, budget)
             point = self.cache.get(image.sha256, key)
             features = self.cache.get_array(image.sha256, key) if self.learned.fid else None
             if point is None or (self.learned.fid is not None and features is None):
                 if reference is None:
                     reference = Reference(image.pixels, self.swd_settings)
                 progress(f"{image.name}: {subject.codec} {subject.setting}")
-                point, decoded = self._measure(image, subject, reference)
+                point, decoded = self._measure(image, subject, budget, reference)
                 self.cache.put(image.sha256, key, point)
                 if self.learned.fid is not None:
                     features = self.learned.fid(decoded)
@@ -146,13 +165,17 @@ class Evaluator:
                 self.reused += 1
             if features is not None:
                 self.fid_features[(subject.codec, str(subject.setting))].append(features)
+            if subject.codec == OURS:
+                our_bytes[str(subject.setting)] = point["bytes"]
             points.append(point)
         if self.learned.fid is not None:
             self.fid_features[("original", "")].append(self._original_features(image))
         return points
 
-    def _measure(self, image: TestImage, subject: Subject, reference: Reference) -> tuple[dict[str, Any], np.ndarray]:
-        result = subject.round_trip(image.pixels)
+    def _measure(
+        self, image: TestImage, subject: Subject, budget: int | None, reference: Reference
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        result = subject.round_trip(image.pixels, budget)
         width, height = image.size
         point: dict[str, Any] = {
             "codec": subject.codec,
@@ -163,6 +186,7 @@ class Evaluator:
             "encode_seconds": result.encode_seconds,
             "decode_seconds": result.decode_seconds,
             "machine": self.machine,
+            **result.details,
         }
         point.update(reference.measure(result.decoded))
         if self.learned.lpips is not None:

@@ -56,3 +56,30 @@ def test_curves_average_over_images_per_setting() -> None:
     assert [e["setting"] for e in curves["webp"]] == [0, 10, 50]
     assert curves["webp"][0]["ms_ssim"] == pytest.approx(0.75) and curves["webp"][0]["images"] == 2
     assert [e["setting"] for e in curves["ours"]] == ["m1", "m2"], "ours sorted by rate"
+
+
+def test_a_codec_made_at_our_bytes_is_compared_with_the_same_rate_point_on_the_same_image() -> None:
+    points = [
+        point("ours", "c8", "a", 0.05, bytes=1000, psnr_4=25.0, delta_e_16=3.0),
+        point("ours", "c8", "b", 0.05, bytes=1000, psnr_4=22.0, delta_e_16=5.0),
+        point("ours", "c4", "a", 0.03, bytes=600, psnr_4=24.0, delta_e_16=4.0),
+        point("avif-down", "c8", "a", 0.049, bytes=980, psnr_4=24.0, delta_e_16=3.0),
+        point("avif-down", "c8", "b", 0.049, bytes=1100, psnr_4=23.0, delta_e_16=4.0, over_budget=True),
+        point("avif-down", "c4", "a", 0.03, bytes=600, psnr_4=25.0, delta_e_16=2.0),
+        *SWEEP,
+    ]
+    result = analysis.at_our_bytes(points)
+    c8 = result["c8"]["avif-down"]
+    assert c8["images"] == 2 and c8["over_budget"] == 1 and c8["bytes_ratio"] == pytest.approx((0.98 + 1.1) / 2)
+    assert c8["measures"]["psnr_4"] == {
+        "ours": 23.5,
+        "theirs": 23.5,
+        "mean_not_worse": True,
+        "not_worse": 1,
+        "images": 2,
+    }
+    assert c8["measures"]["delta_e_16"]["not_worse"] == 1, "colour error: lower is better, a tie is not worse"
+    assert not c8["measures"]["delta_e_16"]["mean_not_worse"]
+    assert result["c4"]["avif-down"]["measures"]["psnr_4"]["not_worse"] == 0
+    assert "avif-down" not in analysis.compare(points)["c8"], "it has no sweep to interpolate along"
+    assert [e["setting"] for e in analysis.curves(points)["avif-down"]] == ["c4", "c8"], "sorted by rate"

@@ -1,6 +1,9 @@
-"""Each classical codec wrapper writes a real file, reads it back, and can be aimed at a byte budget."""
+"""Each classical codec wrapper writes a real file, reads it back, and can be aimed at a byte budget; downscaled AVIF
+fits one."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -73,3 +76,47 @@ def test_describe_names_the_library() -> None:
         described = codec.describe()
         assert described["name"] == codec.name and described["version"]
     assert set(codecs.available()) | set(codecs.missing()) == set(codecs.CODECS)
+
+
+def test_highest_within_finds_the_last_setting_that_fits() -> None:
+    def sized(setting: int) -> bytes:
+        return b"x" * (10 * setting + 5)
+
+    assert codecs.highest_within(sized, 0, 100, 500) == 49, "setting 49 writes 495 bytes, 50 writes 505"
+    assert codecs.highest_within(sized, 0, 100, 505) == 50, "exactly the target fits"
+    assert codecs.highest_within(sized, 0, 100, 10**6) == 100
+    assert codecs.highest_within(sized, 0, 100, 4) is None
+
+
+def test_within_never_spends_more_than_the_budget_and_says_when_it_cannot() -> None:
+    avif = codec_or_skip("avif")
+    original = image(128, 160)
+    target = 2 * len(avif.encode(original, 0))
+    made = avif.within(original, target)
+    assert len(made.data) <= target and not made.over_budget
+    assert len(avif.encode(original, int(made.setting) + 1)) > target, "the highest quality that fits"
+    assert made.decoded.tobytes() == avif.decode(made.data).tobytes()
+    over = avif.within(original, 10)
+    assert over.over_budget and over.setting == 0 and over.name == "q0"
+
+
+def test_downscaled_avif_fits_the_budget_and_keeps_the_factor_with_the_best_psnr() -> None:
+    pytest.importorskip("pytorch_msssim")
+    from bench.metrics import psnr
+
+    codec_or_skip("avif")
+    down = codecs.AT_OUR_BYTES["avif-down"]
+    original = image(192, 240)
+    target = len(codecs.CODECS["avif"].encode(original, 0))  # full-size AVIF's fewest bytes
+    made = down.within(original, target)
+    assert made.decoded.shape == original.shape and len(made.data) <= target and not made.over_budget
+    assert made.name == f"1/{made.factor}, q{made.setting}"
+    for factor in down.factors:
+        alone = dataclasses.replace(down, factors=(factor,)).within(original, target)
+        assert len(alone.data) <= target
+        assert psnr(original, alone.decoded) <= psnr(original, made.decoded)
+    result = down.round_trip(original, target)
+    assert result.data == made.data and result.decoded.tobytes() == made.decoded.tobytes()
+    assert result.details == {"factor": made.factor, "quality": made.setting, "over_budget": False}
+    smallest = down.within(original, 1)
+    assert smallest.over_budget and smallest.factor == max(down.factors) and smallest.setting == 0

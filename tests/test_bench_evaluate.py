@@ -1,5 +1,5 @@
 """The one command end to end on tiny random models and small images: JSON, plots, sheet, summary, criteria, the
-cache, and every rate point of a nested-rate model."""
+cache, downscaled AVIF at our bytes, and every rate point of a nested-rate model."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def run(folder: Path, model_dir: Path, out: Path) -> dict:
     return evaluate.main(
         [
             str(folder), "--model-dir", str(model_dir), "--no-zoo", "--model", "gc-tiny", "--out", str(out),
-            "--codec", "jpeg", "--codec", "jpeg2000", "--crop", "96x64", "--no-learned", "--quiet", "--threads", "1",
+            "--codec", "jpeg", "--codec", "jpeg2000", "--codec", "avif-down", "--crop", "96x64", "--no-learned",
+            "--quiet", "--threads", "1",
         ]
     )  # fmt: skip
 
@@ -38,9 +39,10 @@ def run(folder: Path, model_dir: Path, out: Path) -> dict:
 def test_one_command_writes_everything_and_reuses_the_cache(folder: Path, model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     record = run(folder, model_dir, out)
-    expected_points = 2 * (1 + 11 + 11)  # two images x (our model + JPEG's and JPEG 2000's sweeps)
+    expected_points = 2 * (1 + 1 + 11 + 11)  # two images x (our model, AVIF downscaled, JPEG's and JPEG 2000's sweeps)
     assert record["points_measured"] == expected_points and record["points_from_cache"] == 0
-    for name in ("results.json", "summary.md", "rd-photos.png", "realism-photos.png", "sheet-photos-two.png"):
+    files = ("results.json", "summary.md", "rd-photos.png", "coarse-photos.png", "realism-photos.png")
+    for name in (*files, "sheet-photos-two.png"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert results["machine"] and "cores" in results["machine"] and results["machine_details"]
@@ -50,22 +52,33 @@ def test_one_command_writes_everything_and_reuses_the_cache(folder: Path, model_
     for p in points:
         assert p["bpp"] == pytest.approx(8 * p["bytes"] / (192 * 176 if p["image"] == "one.png" else 80 * 64), 1e-5)
         assert p["encode_seconds"] > 0 and p["decode_seconds"] > 0
-        assert p["swd"] >= 0 and p["spectrum_error_db"] >= 0
+        assert p["swd"] >= 0 and p["spectrum_error_db"] >= 0 and p["delta_e_16"] >= 0 and p["psnr_4"] > 0
         assert (p["ms_ssim"] is None) == (p["image"] == "two.png")
-    ours = [p for p in points if p["codec"] == "ours"]
-    assert {p["setting"] for p in ours} == {"gc-tiny"}
+        assert p["ms_ssim_4"] is None, "1/4 of these images is far under MS-SSIM's 161 pixels"
+    ours = {p["image"]: p for p in points if p["codec"] == "ours"}
+    for p in (p for p in points if p["codec"] == "avif-down"):
+        assert p["setting"] == "gc-tiny" and p["factor"] in (2, 3, 4)
+        assert p["bytes"] <= ours[p["image"]]["bytes"] or p["over_budget"], "at no more than our bytes"
+    assert {p["setting"] for p in ours.values()} == {"gc-tiny"}
     comparison = results["sets"]["photos"]["comparisons"]["gc-tiny"]["jpeg"]
     assert comparison["images"] == 2 and "at_2x" in comparison
+    assert "avif-down" not in results["sets"]["photos"]["comparisons"]["gc-tiny"]
+    assert results["sets"]["photos"]["at_our_bytes"]["gc-tiny"]["avif-down"]["images"] == 2
     assert "not run" in results["learned"]["lpips"]
     summary = (out / "summary.md").read_text()
     assert "gc-tiny" in summary and "JPEG 2000" in summary
-    assert len(results["criteria"]) == 2 + 4, "WebP and JPEG (rate), AVIF and HEVC x SWD and spectrum (realism)"
+    assert "| AVIF, downscaled | at most gc-tiny's bytes |" in summary and "PSNR at 1/4 (dB)" in summary
+    assert "against AVIF, downscaled, made on each of 2 images" in summary
+    assert "MS-SSIM at 1/4 is not measured on 2 of 2 images" in summary
+    assert len(results["criteria"]) == 3 + 2 + 4, "issue 16 (3), WebP and JPEG (rate), AVIF and HEVC x SWD, spectrum"
+    assert [c["verdict"] for c in results["criteria"]][1] == "UNDECIDED", "no image is large enough for MS-SSIM at 1/4"
     measured = [c for c in results["criteria"] if "JPEG needs" in c["criterion"]]
     assert len(measured) == 1 and measured[0]["verdict"] in {"PASS", "FAIL"}, "JPEG was run: decided"
-    assert all(c["verdict"] == "UNDECIDED" for c in results["criteria"] if "AVIF" in c["criterion"]), "not run"
-    assert "## The issue's criteria" in summary
+    plain_avif = [c for c in results["criteria"] if "than AVIF at" in c["criterion"]]
+    assert len(plain_avif) == 2 and all(c["verdict"] == "UNDECIDED" for c in plain_avif), "not run"
+    assert "## The issues' criteria" in summary
     with Image.open(out / "sheet-photos-two.png") as sheet:
-        assert sheet.size == (2 * 80, 3 * 64), "original + ours, then two codecs at 1x and 2x (crop fits the image)"
+        assert sheet.size == (2 * 80, 4 * 64), "original + ours, then three codecs at 1x and 2x (crop fits the image)"
 
     again = run(folder, model_dir, out)
     assert again["points_measured"] == 0 and again["points_from_cache"] == expected_points

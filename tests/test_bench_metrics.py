@@ -36,6 +36,7 @@ def test_identical_images_measure_perfect(image: np.ndarray) -> None:
     assert result["swd"] == pytest.approx(0.0, abs=1e-6)
     assert result["spectrum_error_db"] == pytest.approx(0.0, abs=1e-9)
     assert result["spectrum_bias_db"] == pytest.approx(0.0, abs=1e-9)
+    assert result["psnr_4"] == 100.0 and result["delta_e_16"] == 0.0
 
 
 def test_every_measure_worsens_with_blur(image: np.ndarray) -> None:
@@ -100,6 +101,53 @@ def test_ms_ssim_is_skipped_for_small_images() -> None:
     small = textured(96, 128)
     assert metrics.msssim(small, small) is None
     assert metrics.measure(small, blurred(small, 1.0))["ms_ssim"] is None
+
+
+def test_coarse_measures_ignore_detail_that_averages_out_within_their_blocks(image: np.ndarray) -> None:
+    """A +-10 checkerboard changes every pixel (PSNR 28 dB) but no 4x4 or 16x16 block's mean."""
+    base = np.clip(image, 20, 235)
+    y, x = np.mgrid[0 : base.shape[0], 0 : base.shape[1]]
+    changed = (base + np.where((x + y) % 2, 10, -10)[..., None]).astype(np.uint8)
+    result = metrics.Reference(base).measure(changed)
+    assert result["psnr"] == pytest.approx(20 * np.log10(25.5), abs=1e-6)
+    assert result["psnr_4"] == 100.0 and result["delta_e_16"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_coarse_measures_see_a_colour_shift(image: np.ndarray) -> None:
+    base = np.clip(image, 0, 240)
+    shifted = base + np.array([10, 0, 0], np.uint8)
+    result = metrics.Reference(base).measure(shifted)
+    assert result["psnr_4"] == pytest.approx(20 * np.log10(255 / (10 / np.sqrt(3))), abs=1e-6)
+    assert 2 < result["delta_e_16"] < 10
+    assert result["ms_ssim_4"] is None, "192x224 at 1/4 is far under MS-SSIM's 161 pixels"
+
+
+def test_ms_ssim_at_a_quarter_needs_644_pixels_and_falls_with_blur() -> None:
+    large = textured(648, 656)
+    reference = metrics.Reference(large)
+    assert reference.measure(large)["ms_ssim_4"] == pytest.approx(1.0, abs=1e-5)
+    assert reference.measure(blurred(large, 6.0))["ms_ssim_4"] < reference.measure(blurred(large, 2.0))["ms_ssim_4"]
+    assert metrics.Reference(textured(640, 656)).measure(textured(640, 656))["ms_ssim_4"] is None
+
+
+def test_area_downscale_averages_whole_blocks_only() -> None:
+    image = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    small = metrics.area_downscale(image, 2)
+    assert small.shape == (2, 3, 3), "the odd last row and column are left out"
+    assert small[1, 2, 0] == np.mean(image[2:4, 4:6, 0])
+    assert metrics.area_downscale(image, 16).shape == (0, 0, 3)
+
+
+def test_cielab_of_known_colours() -> None:
+    """Reference values for sRGB with the D65 white (IEC 61966-2-1 and CIE 15)."""
+    lab = metrics.srgb_to_lab(np.array([[255, 255, 255], [255, 0, 0], [0, 0, 255], [128, 128, 128]]))
+    np.testing.assert_allclose(lab[0], [100.0, 0.0, 0.0], atol=1e-3)
+    np.testing.assert_allclose(lab[1], [53.24, 80.09, 67.20], atol=0.01)
+    np.testing.assert_allclose(lab[2], [32.30, 79.19, -107.86], atol=0.01)
+    np.testing.assert_allclose(lab[3], [53.59, 0.0, 0.0], atol=0.01)
+    assert metrics.delta_e(np.array([[255, 0, 0]]), np.array([[255, 255, 255]])) == pytest.approx(
+        np.linalg.norm(lab[1] - lab[0])
+    )
 
 
 def test_shapes_must_match(image: np.ndarray) -> None:
