@@ -56,7 +56,7 @@ def area_downscale(image: np.ndarray, factor: int) -> np.ndarray:
     blocks is left out."""
     height, width = image.shape[0] // factor, image.shape[1] // factor
     blocks = image[: height * factor, : width * factor].astype(np.float64)
-    return blocks.reshape(height, factor, width, factor, -1).mean(axis=(1, 3))
+    return blocks.reshape(height, factor, width, factor, image.shape[2]).mean(axis=(1, 3))
 
 
 D65_WHITE = np.array([0.95047, 1.0, 1.08883])
