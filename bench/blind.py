@@ -10,7 +10,7 @@ file (ours); writes one PNG per trial (the original on top, "left" and "right" b
 no bytes), a judgments.json to fill in and a README.txt for the judges; and the key (which side is which, the bytes,
 the settings) to a JSON outside the pictures' folder. `tally` reads the key and judges' files (trial -> "left",
 "right" or "same") and prints, per subject and per image, how often each was preferred, as a markdown table.
-Default images: photos 025-029 (validation photos; 030-039 are the held-out test set and need --allow-held-out).
+Default images: photos 025-029 (030-039 are the held-out test set and need --allow-held-out).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from models.data import HELD_OUT_PHOTOS
 from service.codec import Registry, compress, decompress
 
 DEFAULT_IMAGES = "025-029"
-"""Validation photos: never trained on's neighbours 030-039 stay unseen, by people too, unless asked."""
+"""Shown by default: not the held-out test photos 030-039, which stay unseen, by people too, unless asked. These are
+among the photos models.data trains on, so they flatter our codec a little."""
 SIDES = ("left", "right")
 ANSWERS = (*SIDES, "same")
 JUDGMENTS = "judgments.json"

@@ -71,7 +71,7 @@ def coarse_check(set_name: str, key: str, entry: dict[str, Any] | None) -> Check
     COARSE_KEYS asks it, on at least 7 of 10 images too."""
     name, per_image = COARSE_KEYS[key]
     share, of = COARSE_SHARE
-    name = f"{name} at least as good as {label(COARSE_CODEC)}'s at the same bytes, on the mean" + (
+    name = f"{name}: ours at least as good as {label(COARSE_CODEC)} at no more than our bytes, on the mean" + (
         f" and on >= {share} of {of} images" if per_image else ""
     )
     if not entry:
