@@ -185,6 +185,8 @@ def make(
 ) -> dict[str, Any]:
     """Write the trials' pictures, judgments.json and README.txt into `out` (new or empty) and the key to
     `key_path` (outside `out`); returns the key. Sides: half the trials each way, shuffled with the seed."""
+    if len({path.stem for path in files}) < len(files):
+        raise ValueError("two images share a file name: trials are named after it")
     if key_path.resolve().is_relative_to(out.resolve()):
         raise ValueError(f"the key {key_path} must not be inside the pictures' folder {out}: judges would see it")
     if out.exists() and any(out.iterdir()):

@@ -103,12 +103,14 @@ def test_making_again_gives_the_same_trials(made: tuple[Path, dict], photos: lis
     assert again["trials"] == key["trials"] and again["images"] == key["images"]
 
 
-def test_the_key_may_not_sit_among_the_pictures_and_old_pictures_are_not_mixed_in(
+def test_the_key_may_not_sit_among_the_pictures_and_trials_are_never_mixed_up(
     photos: list[Path], registry, tmp_path: Path
 ) -> None:
     subjects = (blind.subject("ours:gc-tiny", registry), blind.subject("avif-down", registry))
     with pytest.raises(ValueError, match="must not be inside"):
         blind.make(photos, subjects, tmp_path / "pictures", tmp_path / "pictures" / "key.json", layout=LAYOUT)
+    with pytest.raises(ValueError, match="share a file name"):
+        blind.make([photos[0], photos[0]], subjects, tmp_path / "twice", tmp_path / "key.json", layout=LAYOUT)
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "old.png").write_bytes(b"")
     with pytest.raises(ValueError, match="not empty"):
