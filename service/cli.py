@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         "--model",
         default=os.environ.get(DEFAULT_MODEL_ENV),
         metavar="ID",
-        help=f"model id (default: ${DEFAULT_MODEL_ENV}, else gc-small-c8 if installed, else the only model)",
+        help=f"model id (default: ${DEFAULT_MODEL_ENV}, else gc-hybrid-0.04 if installed, else the only model)",
     )
     sub.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     sub.add_argument(

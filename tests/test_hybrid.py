@@ -216,3 +216,23 @@ def test_a_manifest_with_an_unknown_base_codec_is_refused(hybrid_dir: Path, tmp_
 
 def test_hybrid_and_latent_models_have_different_fingerprints(hybrid_dir: Path, model_dir: Path) -> None:
     assert load_manifest(hybrid_dir).fingerprint() != load_manifest(model_dir).fingerprint()
+
+
+def test_an_upscaler_training_step_and_its_seed_resume_the_same_weights(tmp_path: Path) -> None:
+    from models.train_upscaler import Pair, UpscalerTrainConfig, UpscalerTrainer, sample_batch, write_seed
+
+    cfg = UpscalerTrainConfig(crop=8, batch=2, discriminator_widths=(4, 8))
+    torch.manual_seed(0)
+    trainer = UpscalerTrainer(cfg, CompactUpscaler(UpscalerConfig(features=8, convolutions=1)), tmp_path)
+    original = photo_like(64, 64)
+    pair = Pair(original, np.asarray(Image.fromarray(original).resize((16, 16), Image.Resampling.LANCZOS)))
+    logs = trainer.train_step(*sample_batch([pair], cfg, 4, np.random.default_rng(0)))
+    assert all(np.isfinite(value) for value in logs.values())
+    trainer.step = 1
+    trainer.save()
+    write_seed(tmp_path / "checkpoint.pt", tmp_path / "seed.pt")
+    resumed = UpscalerTrainer(cfg, CompactUpscaler(UpscalerConfig(features=8, convolutions=1)), tmp_path)
+    resumed.restore(torch.load(tmp_path / "seed.pt", weights_only=False))
+    assert resumed.step == 1
+    for name, weight in trainer.ema.state_dict().items():
+        assert torch.allclose(resumed.ema.state_dict()[name], weight, atol=1e-3)

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     )
     include_zoo: bool = Field(default=True, description="Also load the models shipped in service/zoo.")
     model: str | None = Field(
-        default=None, description="Default model id (unset: gc-small-c8 if installed, else the only model)."
+        default=None, description="Default model id (unset: gc-hybrid-0.04 if installed, else the only model)."
     )
     threads: Annotated[int, Field(ge=0)] = Field(
         default=0, description="onnxruntime intra-op threads per graph (0: one per core)."

@@ -12,7 +12,7 @@ from service.codec.model import Model, RuntimeOptions
 
 ZOO = Path(__file__).resolve().parent.parent / "zoo"
 """Models shipped with the package: service/zoo/<model-id>/."""
-PREFERRED_DEFAULT = "gc-small-c8"
+PREFERRED_DEFAULT = "gc-hybrid-0.04"
 
 
 def model_directories(root: Path) -> list[Path]:
@@ -64,7 +64,7 @@ class Registry:
 
     @property
     def default_id(self) -> str:
-        """The configured default, else gc-small-c8 when installed, else the only installed model (or the
+        """The configured default, else gc-hybrid-0.04 when installed, else the only installed model (or the
         default rate point of the only installed model with several)."""
         if self._default_id is not None:
             return self._default_id

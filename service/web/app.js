@@ -86,10 +86,14 @@ async function loadModels() {
 
 function onModelChange() {
   const entry = model();
+  const coding =
+    entry?.kind === "hybrid"
+      ? `Hybrid: an AVIF image ${entry.downsampling}x smaller on each side, painted back by a learned upscaler; ` +
+        `files of at most ${entry.max_bits_per_pixel.toFixed(3)} bits per pixel, header included.`
+      : `Latent: ${entry?.latent_channels} channels, ${entry?.levels} levels, ${entry?.downsampling}x ` +
+        `down-sampling: at most ${entry?.max_bits_per_pixel.toFixed(3)} bits per pixel before the file's header.`;
   $("model-info").textContent = entry
-    ? `Modes: ${entry.modes.join(", ")}. Latent: ${entry.latent_channels} channels, ${entry.levels} levels, ` +
-      `${entry.downsampling}x down-sampling: at most ${entry.max_bits_per_pixel.toFixed(3)} bits per pixel ` +
-      `before the file's header. Version ${entry.version}, fingerprint ${entry.fingerprint}.`
+    ? `Modes: ${entry.modes.join(", ")}. ${coding} Version ${entry.version}, fingerprint ${entry.fingerprint}.`
     : "";
   $("sc").hidden = !selective();
   if (state.labels?.ids) showClasses(); // class names and the ids the model knows differ between models
