@@ -19,7 +19,7 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.export import _export_graph, _store_half_precision, sha256_file
-from models.upscaler import CompactUpscaler, UpscalerConfig, load_ncnn
+from models.upscaler import CompactUpscaler, GraphUpscaler, UpscalerConfig, load_ncnn
 from service.codec import Registry, compress, decompress
 from service.codec.base import BaseLayer
 from service.codec.manifest import FORMAT, HYBRID_FORMAT_VERSION, MANIFEST_NAME, manifest_text
@@ -34,7 +34,7 @@ def rate_point_id(model_id: str, bits_per_pixel: float) -> str:
 
 
 def export_hybrid(
-    upscaler: CompactUpscaler,
+    upscaler: CompactUpscaler | GraphUpscaler,
     out_dir: Path,
     model_id: str,
     layer: BaseLayer,
@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, nargs="?", help="models.train_upscaler's checkpoint (its EMA)")
     parser.add_argument("--prior", help="export these pretrained ncnn weights instead of a checkpoint")
+    parser.add_argument(
+        "--graph",
+        action="store_true",
+        help="--prior is any ncnn upscaler (e.g. realesrgan-x4plus, for GPUs), run as its graph says",
+    )
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--id", required=True)
     args = parser.parse_args(argv)
@@ -100,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         upscaler = CompactUpscaler(UpscalerConfig(**state["upscaler"]))
         upscaler.load_state_dict(state["ema"])
         training = {"steps": state["step"], "hours": round(state["hours"], 2), "config": state["config"]}
+    elif args.graph:
+        upscaler, training = GraphUpscaler(args.prior, factor=4), {"prior": args.prior, "steps": 0}
     else:
         upscaler, training = load_ncnn(args.prior), {"prior": args.prior, "steps": 0}
     path = export_hybrid(upscaler, args.out, args.id, BaseLayer(factor=upscaler.config.factor), training=training)

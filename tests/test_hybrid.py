@@ -236,3 +236,64 @@ def test_an_upscaler_training_step_and_its_seed_resume_the_same_weights(tmp_path
     assert resumed.step == 1
     for name, weight in trainer.ema.state_dict().items():
         assert torch.allclose(resumed.ema.state_dict()[name], weight, atol=1e-3)
+
+
+TINY_GRAPH = """7767517
+9 12
+Input            input 0 1 data
+Split            split 1 3 data d0 d1 d2
+Convolution      c1 1 1 d0 a 0=4 1=3 4=1 5=1 6=108 9=2 -23310=1,2.000000e-01
+Concat           cat 2 1 a d1 b
+Convolution      c2 1 1 b c 0=3 1=3 4=1 5=1 6=189
+Eltwise          sum 2 1 c d2 f 0=1 -23301=2,2.000000e-01,1.000000e+00
+Interp           up 1 1 f g 0=1 1=4.000000e+00 2=4.000000e+00
+Split            split2 1 2 g g0 g1
+BinaryOp         add 2 1 g0 g1 output 0=0
+"""
+
+
+def test_an_ncnn_graph_runs_as_its_layers_say(tmp_path: Path) -> None:
+    """Concatenation, a weighted sum, a leaky ReLU fused into a convolution, nearest enlargement and an addition:
+    the layers of Real-ESRGAN's RRDBNet (realesrgan-x4plus), checked against the same operations in PyTorch."""
+    from models import ncnn
+
+    rng = np.random.default_rng(0)
+    w1, b1 = rng.standard_normal((4, 3, 3, 3), np.float32), rng.standard_normal(4, np.float32)
+    w2, b2 = rng.standard_normal((3, 7, 3, 3), np.float32), rng.standard_normal(3, np.float32)
+    (tmp_path / "tiny.param").write_text(TINY_GRAPH)
+    tag = np.uint32(0).tobytes()
+    (tmp_path / "tiny.bin").write_bytes(tag + w1.tobytes() + b1.tobytes() + tag + w2.tobytes() + b2.tobytes())
+    x = torch.rand(1, 3, 5, 6)
+    a = torch.nn.functional.leaky_relu(
+        torch.nn.functional.conv2d(x, torch.tensor(w1), torch.tensor(b1), padding=1), 0.2
+    )
+    c = torch.nn.functional.conv2d(torch.cat([a, x], 1), torch.tensor(w2), torch.tensor(b2), padding=1)
+    expected = 2 * torch.nn.functional.interpolate(0.2 * c + x, scale_factor=4.0, mode="nearest")
+    graph = ncnn.Graph(ncnn.read(tmp_path, "tiny"))
+    assert torch.allclose(graph(x), expected, atol=1e-5)
+
+
+def test_an_ncnn_layer_it_does_not_know_is_refused_by_name(tmp_path: Path) -> None:
+    from models import ncnn
+
+    (tmp_path / "odd.param").write_text("7767517\n2 2\nInput input 0 1 data\nSoftmax soft 1 1 data out\n")
+    (tmp_path / "odd.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="Softmax"):
+        ncnn.Graph(ncnn.read(tmp_path, "odd"))
+
+
+def test_a_pretrained_graph_upscaler_exports_as_a_hybrid_model(tmp_path: Path) -> None:
+    from models.upscaler import GraphUpscaler
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "tiny.param").write_text(TINY_GRAPH)
+    tag = np.uint32(0).tobytes()
+    weights = [rng.standard_normal(n, np.float32) * 0.1 for n in (108, 4, 189, 3)]
+    (tmp_path / "tiny.bin").write_bytes(
+        tag + weights[0].tobytes() + weights[1].tobytes() + tag + b"".join(w.tobytes() for w in weights[2:])
+    )
+    out_dir = tmp_path / "gc-hq"
+    export_hybrid(GraphUpscaler("tiny", 4, tmp_path), out_dir, "gc-hq", BaseLayer())
+    registry = Registry.discover([out_dir], include_zoo=False)
+    image = photo_like(60, 90)
+    assert decompress(compress(image, registry.get()), registry).shape == image.shape
