@@ -1,0 +1,150 @@
+"""Distil a large pretrained upscaler (the teacher, e.g. Real-ESRGAN's RRDBNet `realesrgan-x4plus`: 18 M
+multiply-adds per base pixel) into the compact one the CPU runs (0.6 M), on the AVIF-coded bases the codec makes.
+
+Blind, people preferred the teacher's pictures to the GAN-fine-tuned compact upscaler's on every trial
+(docs/training.md, "v7"), but it takes about 40 s for a 1920x1080 image on two cores. Its outputs are a
+deterministic function of the base, so the student can learn them with a plain L1 loss, with no GAN and none of the
+original's ambiguity.
+
+    python -m models.export_hybrid --prior realesrgan-x4plus --graph -o runs/hq/gc-hybrid-hq --id gc-hybrid-hq
+    python -m models.distill_upscaler --threads 2 teach --teacher runs/hq/gc-hybrid-hq/generator.onnx --crops 800
+    python -m models.distill_upscaler --threads 2 learn --init runs/upscaler/checkpoint.pt --minutes 40
+
+`teach` runs the teacher (an exported hybrid graph, through onnxruntime) on random base crops with a margin of context
+and keeps (base with margin, teacher's centre, original's centre) as uint8 in RUN_DIR/teacher.npz; `learn` trains the
+student on them (L1 to the teacher, L1 of 4x block means to the original), checkpointing to RUN_DIR/checkpoint.pt
+in the format models.train_upscaler and models.export_hybrid read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch.nn import functional as F
+
+from models.checkpoint import load_checkpoint
+from models.data import SHARED_DATA, image_files, to_tensor, training_sources
+from models.train import update_ema
+from models.train_upscaler import VALIDATION_PHOTOS, UpscalerTrainConfig, UpscalerTrainer, make_pairs, validate
+from models.upscaler import CompactUpscaler, UpscalerConfig
+from service.codec.base import BaseLayer
+
+MARGIN = 8
+"""Base pixels of context around each crop, given to teacher and student alike and cut from their outputs."""
+
+
+def teach(teacher: Path, run_dir: Path, crops: int, crop: int, extra: list[Path], seed: int = 1) -> Path:
+    cfg = UpscalerTrainConfig()
+    layer = BaseLayer()
+    files = [
+        path
+        for source in training_sources(extra=extra).values()
+        for path in source
+        if not (path.parent.name == "photos" and int(path.stem) in VALIDATION_PHOTOS)
+    ]
+    pairs = make_pairs(files, layer, cfg, run_dir / "base-cache.pkl", np.random.default_rng(cfg.seed))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(teacher), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    side, factor = crop + 2 * MARGIN, layer.factor
+    bases = np.empty((crops, side, side, 3), np.uint8)
+    targets = np.empty((crops, crop * factor, crop * factor, 3), np.uint8)
+    originals = np.empty_like(targets)
+    started = time.monotonic()
+    for i in range(crops):
+        pair = pairs[rng.integers(len(pairs))]
+        while min(pair.base.shape[:2]) < side:
+            pair = pairs[rng.integers(len(pairs))]
+        top, left = rng.integers(pair.base.shape[0] - side + 1), rng.integers(pair.base.shape[1] - side + 1)
+        bases[i] = pair.base[top : top + side, left : left + side]
+        out = session.run(None, {"latent": to_tensor(bases[i]).numpy()})[0][0]
+        inner = slice(MARGIN * factor, (MARGIN + crop) * factor)
+        targets[i] = np.rint(np.clip(out[:, inner, inner], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+        row, column = (top + MARGIN) * factor, (left + MARGIN) * factor
+        originals[i] = pair.original[row : row + crop * factor, column : column + crop * factor]
+        if i % 50 == 0:
+            print(f"{i}/{crops} crops, {time.monotonic() - started:.0f} s", flush=True)
+    path = run_dir / "teacher.npz"
+    np.savez(path, bases=bases, targets=targets, originals=originals)
+    return path
+
+
+def learn(run_dir: Path, init: Path, minutes: float, batch: int = 8, learning_rate: float = 1e-4) -> None:
+    data = np.load(run_dir / "teacher.npz")
+    bases, targets, originals = data["bases"], data["targets"], data["originals"]
+    checkpoint = run_dir / "checkpoint.pt"
+    state = load_checkpoint(checkpoint if checkpoint.exists() else init)
+    model = CompactUpscaler(UpscalerConfig(**state["upscaler"]))
+    cfg = UpscalerTrainConfig(learning_rate=learning_rate, batch=batch)
+    trainer = UpscalerTrainer(cfg, model, run_dir)
+    trainer.restore({k: v for k, v in state.items() if not k.endswith("optimizer")})
+    trainer.model.load_state_dict(state["ema"])  # the student starts from the averaged weights
+    factor, rng = model.config.factor, np.random.default_rng(trainer.step)
+    inner = slice(MARGIN * factor, -MARGIN * factor)
+    validation = make_pairs(
+        [path for path in image_files(SHARED_DATA / "photos") if int(path.stem) in VALIDATION_PHOTOS],
+        BaseLayer(),
+        UpscalerTrainConfig(versions=1, qualities=(30, 30)),
+        run_dir / "validation-cache.pkl",
+        np.random.default_rng(0),
+    )
+    stop = {"signal": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(signal=True))
+    started = clock = last_save = time.monotonic()
+    while not stop["signal"] and time.monotonic() - started < minutes * 60:
+        chosen = rng.integers(len(bases), size=batch)
+        flip = rng.random() < 0.5
+        x, teacher, original = (
+            to_tensor(a[chosen][:, :, ::-1] if flip else a[chosen]) for a in (bases, targets, originals)
+        )
+        out = trainer.model(x)[:, :, inner, inner]
+        loss = F.l1_loss(out, teacher) + F.l1_loss(F.avg_pool2d(out, factor), F.avg_pool2d(original, factor))
+        trainer.g_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.g_optimizer.step()
+        trainer.step += 1
+        update_ema(trainer.ema, trainer.model, trainer.step, cfg.ema_decay)
+        now = time.monotonic()
+        trainer.hours += (now - clock) / 3600
+        clock = now
+        if trainer.step % 25 == 0:
+            print(f"step {trainer.step}: loss {loss.item():.5f}", flush=True)
+        if trainer.step % 250 == 0:
+            print(f"step {trainer.step}: {validate(trainer.ema, validation)}", flush=True)
+        if now - last_save > 300:
+            trainer.save()
+            last_save = now
+    trainer.save()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/distill"))
+    parser.add_argument("--threads", type=int, default=1)
+    commands = parser.add_subparsers(dest="command", required=True)
+    teaching = commands.add_parser("teach")
+    teaching.add_argument("--teacher", type=Path, required=True, help="an exported hybrid model's generator.onnx")
+    teaching.add_argument("--crops", type=int, default=1200)
+    teaching.add_argument("--crop", type=int, default=48)
+    teaching.add_argument("--extra-data", type=Path, action="append", default=[])
+    learning = commands.add_parser("learn")
+    learning.add_argument("--init", type=Path, required=True, help="the student's start (a train_upscaler checkpoint)")
+    learning.add_argument("--minutes", type=float, default=40)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    if args.command == "teach":
+        print(teach(args.teacher, args.run_dir, args.crops, args.crop, args.extra_data))
+    else:
+        learn(args.run_dir, args.init, args.minutes)
+
+
+if __name__ == "__main__":
+    main()
