@@ -1,16 +1,20 @@
-"""A corpus of bad (and awkward but valid) images and masks, made here, each with its one defined answer.
+"""A corpus of bad (and awkward but valid) images and masks, made here, each with its one defined answer; and the
+hostile AVIF bases of bench/fuzz.py in hybrid files.
 
-Every entry goes through the library (`compress`, what the CLI runs) and through POST /compress; both must give
-the same answer: the error's stable code (the problem type's slug), or "ok" with a file that decodes to the
-image's size. Nothing may crash, hang or answer 5xx.
+Every image and mask goes through the library (`compress`, what the CLI runs) and through POST /compress; both must
+give the same answer: the error's stable code (the problem type's slug), or "ok" with a file that decodes to the
+image's size. Every hybrid file goes through `decompress` and POST /decompress, and must be a corrupt bitstream.
+Nothing may crash, hang or answer 5xx.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,16 +22,30 @@ from api_support import running, settings
 from image_support import webp_claiming, with_extra_scans
 from PIL import Image
 
+from bench.fuzz import (
+    base_shape,
+    export_random_hybrid,
+    hostile_bases,
+    seed_image,
+    sequence_header,
+    with_sequence_header,
+)
 from service.codec import (
     CodecError,
+    CorruptBitstream,
     Model,
     Registry,
     compress,
     decompress,
     load_manifest,
+    unpack,
 )
+from service.codec.avif import check_base
+from service.codec.base import BaseLayer
+from service.codec.container import pack
 
 OK = "ok"
+OCTET = {"content-type": "application/octet-stream"}
 PIXELS = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
 """The usual image: 64 wide, 48 high."""
 
@@ -244,25 +262,31 @@ async def test_every_mask_in_the_corpus_gets_its_defined_answer(model_dir, sc_fi
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.anyio
-async def test_classes_to_synthesise_are_names_or_ascii_ids(contextual_sc_model_dir):
-    """Synthesising every class keeps nothing, a valid file; a digit of another script is no class id."""
-    sc = Model(load_manifest(contextual_sc_model_dir))
-    image, labels = (
-        _valid_png(),
-        _save(Image.fromarray((np.arange(64)[None, :] // 6).repeat(48, 0).astype(np.uint8)), "PNG"),
-    )
-    cases = {
-        "every class by name": (",".join(sc.manifest.classes), OK),
-        "every class by id": (",".join(map(str, range(len(sc.manifest.classes)))), OK),
+def stripes() -> bytes:
+    """A label map for the usual image: vertical stripes six pixels wide, class ids 0-10."""
+    return _save(Image.fromarray((np.arange(64)[None, :] // 6).repeat(48, 0).astype(np.uint8)), "PNG")
+
+
+def classes_to_synthesise(names: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """name: (classes to synthesise with the stripes, defined answer), for a model that knows `names`."""
+    return {
+        "every class by name": (",".join(names), OK),
+        "every class by id": (",".join(map(str, range(len(names)))), OK),
         "superscript two": ("\u00b2", "invalid-selection"),
         "arabic-indic three": ("\u0663", "invalid-selection"),
         "fullwidth three": ("\uff13", "invalid-selection"),
         "5000 digits": ("9" * 5000, "invalid-selection"),
     }
+
+
+@pytest.mark.anyio
+async def test_classes_to_synthesise_are_names_or_ascii_ids(contextual_sc_model_dir):
+    """Synthesising every class keeps nothing, a valid file; a digit of another script is no class id."""
+    sc = Model(load_manifest(contextual_sc_model_dir))
+    image, labels = _valid_png(), stripes()
     wrong = []
     async with running(settings(contextual_sc_model_dir)) as (_, client):
-        for name, (synthesize, expected) in cases.items():
+        for name, (synthesize, expected) in classes_to_synthesise(sc.manifest.classes).items():
             library, file = _library_answer(sc, image, labels=labels, synthesize=synthesize)
             api, api_file = await _api_answer(client, image, sc.id, labels=labels, synthesize=synthesize)
             if (library, api) != (expected, expected):
@@ -271,3 +295,53 @@ async def test_classes_to_synthesise_are_names_or_ascii_ids(contextual_sc_model_
                 assert file == api_file, name
                 assert decompress(file, Registry([sc])).shape == (48, 64, 3), name
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.fixture(scope="module")
+def hybrid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    return export_random_hybrid(tmp_path_factory.mktemp("hybrid-zoo") / "gc-hybrid-tiny")
+
+
+@pytest.mark.anyio
+async def test_every_hostile_base_layer_is_a_corrupt_bitstream(hybrid_dir):
+    """Hybrid files of three sizes whose AVIF payload is replaced by each of bench.fuzz's hostile bases."""
+    registry = Registry.discover([hybrid_dir], include_zoo=False)
+    model = registry.get()
+    wrong = []
+    async with running(settings(hybrid_dir)) as (_, client):
+        for height, width in ((1, 1), (15, 17), (48, 64)):
+            header = unpack(compress(np.ascontiguousarray(PIXELS[:height, :width]), model), sys.maxsize).header
+            for name, payload in hostile_bases(*base_shape(header, registry)).items():
+                data = pack(header, payload)
+                try:
+                    decompress(data, registry)
+                    library = OK
+                except CodecError as error:
+                    library = error.code
+                response = await client.post("/decompress", content=data, headers=OCTET)
+                assert response.status_code < 500, (name, response.text)
+                api = OK if response.status_code == 200 else response.json()["type"].rsplit(":", 1)[-1]
+                if (library, api) != ("corrupt-bitstream", "corrupt-bitstream"):
+                    wrong.append(f"{width}x{height}, {name}: library {library}, API {api}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_large_av1_frame_under_the_declared_size_is_refused_before_decoding():
+    """libavif decodes an AV1 frame at the size its own headers give, then fits it to the declared size: a 3 KB
+    file declaring a 2x2 base over a 16384x16384 frame took 534 MiB and 2.4 s to decode. Here a 1024x1024 one."""
+    data = hostile_bases(2, 2)["a 1024x1024 AV1 frame declared as the base"]
+    with pytest.raises(CorruptBitstream, match="allows 1024x1024 frames; the base is 2x2"):
+        BaseLayer().decode(data, (2, 2))
+
+
+@pytest.mark.parametrize("reduced", [True, False], ids=["reduced", "full"])
+def test_sequence_headers_may_allow_frames_up_to_twice_the_base(reduced):
+    """The fewest bits for a 17x9 base allow 32x16 frames; one more bit is refused, in either header's layout
+    (the full one read past its timing, decoder-model and display-delay fields as dav1d reads them)."""
+    avif = BaseLayer().encode(seed_image(9, 17), 50)
+    check_base(with_sequence_header(avif, sequence_header(5, 4, reduced)), 9, 17)
+    with pytest.raises(CorruptBitstream, match="allows 64x16 frames"):
+        check_base(with_sequence_header(avif, sequence_header(6, 4, reduced)), 9, 17)
+    with pytest.raises(CorruptBitstream, match="allows 32x32 frames"):
+        check_base(with_sequence_header(avif, sequence_header(5, 5, reduced)), 9, 17)

@@ -1,7 +1,8 @@
-"""Fuzzing in CI: mutated, truncated and spliced real bitstreams get only the defined errors, quickly.
+"""Fuzzing in CI: mutated, truncated and spliced real bitstreams get only the defined errors, quickly; so do
+hybrid files whose AVIF base is mutated.
 
-The same strategies and oracle as bench/fuzz.py (its long run of 120,000 inputs is in docs/robustness.md), with
-a few thousand examples. A watchdog ends the whole run with a stack trace if one input hangs.
+The same strategies and oracle as bench/fuzz.py (its long run is in docs/robustness.md), with a few thousand
+examples. A watchdog ends the whole run with a stack trace if one input hangs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,30 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from bench.fuzz import fix_crc, judge, judge_payload, mutated_bitstreams, resized, seed_bitstreams
-from service.codec import CorruptBitstream, ImageTooLarge, Mode, Model, Registry, decompress, load_manifest, unpack
+from bench.fuzz import (
+    base_shape,
+    export_random_hybrid,
+    fix_crc,
+    hostile_bases,
+    judge,
+    judge_payload,
+    mutated_bitstreams,
+    repayloaded_bitstreams,
+    resized,
+    seed_bitstreams,
+)
+from service.codec import (
+    Bitstream,
+    CorruptBitstream,
+    ImageTooLarge,
+    Mode,
+    Model,
+    Registry,
+    decompress,
+    load_manifest,
+    unpack,
+)
+from service.codec.container import pack
 from service.codec.entropy import EntropyCoder
 from service.codec.selective import decode_kept
 
@@ -32,6 +55,9 @@ FUZZ = settings(
 )
 SEEDS: list[bytes] = []
 REGISTRY: list[Registry] = []
+HYBRID_SEEDS: list[Bitstream] = []
+HOSTILE: list[Bitstream] = []
+HYBRID_REGISTRY: list[Registry] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,6 +69,24 @@ def _corpus(model_dir, noisy_model_dir, sc_model_dir):
     yield
     SEEDS.clear()
     REGISTRY.clear()
+
+
+@pytest.fixture(scope="module")
+def _hybrid_corpus(tmp_path_factory):
+    """Seed files of a tiny hybrid model at every seed size (1x1 to 65535x1), and its hostile bases for three."""
+    pytest.importorskip("torch")
+    model = Model(load_manifest(export_random_hybrid(tmp_path_factory.mktemp("hybrid-zoo") / "gc-hybrid-tiny")))
+    registry = Registry([model])
+    HYBRID_SEEDS[:] = [unpack(data, sys.maxsize) for data in seed_bitstreams([model])]
+    HOSTILE[:] = [
+        unpack(pack(seed.header, payload), sys.maxsize)
+        for seed in HYBRID_SEEDS[:3]
+        for payload in hostile_bases(*base_shape(seed.header, registry)).values()
+    ]
+    HYBRID_REGISTRY[:] = [registry]
+    yield
+    for corpus in (HYBRID_SEEDS, HOSTILE, HYBRID_REGISTRY):
+        corpus.clear()
 
 
 def _watched(run):
@@ -122,3 +166,29 @@ def test_seeds_for_a_model_with_context_tables_include_a_file_that_keeps_nothing
     assert unpack(gc, sys.maxsize).header.mode is Mode.GC
     kept = [decode_kept(model.entropy, unpack(seed, sys.maxsize).payload, 3, 4)[0] for seed in (nothing, left_half)]
     assert not kept[0].any() and kept[1][:, :2].all()
+
+
+def test_hybrid_files_of_every_seed_size_decode(_hybrid_corpus):
+    """The base layer's checks refuse nothing the encoder writes, from 1x1 to the longest sides, 1x65535 and
+    65535x1 (a 2x16384 base)."""
+    sizes = [(seed.header.width, seed.header.height) for seed in HYBRID_SEEDS]
+    assert (65535, 1) in sizes and (1, 65535) in sizes
+    for seed in HYBRID_SEEDS:
+        assert judge(pack(seed.header, seed.payload), HYBRID_REGISTRY[0]) == "decoded", seed.header
+
+
+@settings(FUZZ, max_examples=1000)
+@given(bitstream=st.deferred(lambda: repayloaded_bitstreams(HYBRID_SEEDS, HOSTILE)))
+def test_mutated_hybrid_bases_are_decoded_or_corrupt(_hybrid_corpus, bitstream):
+    assert _watched(lambda: judge(bitstream, HYBRID_REGISTRY[0])) in {"decoded", "CorruptBitstream"}
+
+
+def test_every_truncation_and_byte_flip_of_a_hybrid_base(_hybrid_corpus):
+    """Exhaustive on the 48x64 file's AVIF, re-packed with a valid checksum: every cut is refused."""
+    seed = next(seed for seed in HYBRID_SEEDS if (seed.header.width, seed.header.height) == (64, 48))
+    for length in range(len(seed.payload)):
+        assert judge(pack(seed.header, seed.payload[:length]), HYBRID_REGISTRY[0]) == "CorruptBitstream"
+    for index in range(len(seed.payload)):
+        flipped = bytearray(seed.payload)
+        flipped[index] ^= 0xFF
+        assert judge(pack(seed.header, bytes(flipped)), HYBRID_REGISTRY[0]) in {"decoded", "CorruptBitstream"}

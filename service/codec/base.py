@@ -12,8 +12,9 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import AvifImagePlugin, Image
 
+from service.codec.avif import check_base
 from service.codec.errors import CorruptBitstream
 
 AVIF_QUALITIES = (0, 100)
@@ -61,13 +62,20 @@ class BaseLayer:
         return low, best
 
     def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
-        """The base image from its AVIF file; a file that is not AVIF or not of the expected size is corrupt."""
+        """The base image from its AVIF file; a file that is not one AVIF image of the expected size, or whose AV1
+        frames could be larger (avif.py), is corrupt.
+
+        Pillow's AVIF reader is called directly: Image.open would add Pillow's decompression-bomb check, whose
+        error is not ours (a declared 16384x16384 was a 500). libavif's own failures reach Python as RuntimeError.
+        """
+        rows, columns = shape
+        check_base(data, rows, columns)
         try:
-            with Image.open(io.BytesIO(data), formats=["AVIF"]) as decoded:
-                if decoded.size != (shape[1], shape[0]):
+            with AvifImagePlugin.AvifImageFile(io.BytesIO(data)) as decoded:
+                if decoded.size != (columns, rows):
                     raise CorruptBitstream(
-                        f"base layer is {decoded.size[0]}x{decoded.size[1]}, the header says {shape[1]}x{shape[0]}"
+                        f"base layer is {decoded.size[0]}x{decoded.size[1]}, the header says {columns}x{rows}"
                     )
                 return np.asarray(decoded.convert("RGB"))
-        except (OSError, ValueError, SyntaxError) as error:
+        except (OSError, ValueError, SyntaxError, RuntimeError) as error:
             raise CorruptBitstream("base layer is not a readable AVIF image") from error
