@@ -8,10 +8,12 @@ For each size (512x512, 768x512, 1920x1080, 3840x2160 by default) one photograph
 saved as PNG, and then timed, median of --repeat runs after one warm-up run at that size:
 
 - ours: `compress(PNG bytes)` -> .gcx and `decompress_png(.gcx)` -> PNG bytes, the paths the CLI and the service
-  run, and within them the time spent in the encoder and generator graphs;
-- the floor: the graphs' multiply-adds (counted from the ONNX graphs' convolutions at that size) over the
-  machine's matrix-multiply rate, measured here (onnxruntime's MatMul and numpy's BLAS on 2048x2048 float32
-  matrices with the same threads, the faster of the two);
+  run, and within them the time of each stage (StageClock): the encoder and generator graphs of a latent model;
+  the reduction, the AVIF encodes of the quality search (and how many), the AVIF decode and the upscaler (the
+  `generator` graph) of a hybrid model;
+- the floor: the model's graphs' multiply-adds (counted from the ONNX graphs' convolutions at that size: for a
+  hybrid model the upscaler's, at the base image's resolution) over the machine's matrix-multiply rate, measured
+  here (onnxruntime's MatMul and numpy's BLAS on 2048x2048 float32 matrices with the same threads, the faster);
 - references, on the same PNG files: `avifenc` at its default speed and quality with as many jobs as our threads,
   and `avifdec` (Debian's libavif-bin; process start and PNG reading and writing included, as in ours), and
   HEVC intra in HEIF through pillow-heif (libheif + x265) at its default quality, in process;
@@ -22,9 +24,9 @@ memory against --budget-mib, then shows that the tiles leave no seams: the gener
 around a corner where four tiles meet, the result is compared with the tiled decode, and a crop is saved
 (docs/images/tiling-crop.png: original left, decoded right, ticks where the tiles meet).
 
-The model is the installed default (gc-small-c8) unless --model-dir names one; with --random it is a random-weight
-export of the shipped configuration (`models.config.SHIPPED`: same graphs and shapes; needs torch), for trying
-the script before training ends.
+The model is the installed default (gc-hybrid-0.04 since it ships) unless --model-dir names one (`--model-dir
+service/zoo/gc-small` for gc-small-c8); with --random it is a random-weight export of gc-small's configuration
+(`models.config.SHIPPED`: same graphs and shapes; needs torch), for trying the script before training ends.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +53,8 @@ from PIL import Image, ImageFilter
 
 from bench.reporting import describe_machine, timestamp
 from service.codec import (
+    Bitstream,
+    Manifest,
     Model,
     Registry,
     RuntimeOptions,
@@ -61,7 +66,9 @@ from service.codec import (
     load_manifest,
     unpack,
 )
+from service.codec.base import BaseLayer
 from service.codec.container import pack
+from service.codec.manifest import INT8_SUFFIX
 from service.codec.pipeline import latent_size, plan_tiles
 from service.codec.tiling import Tile
 
@@ -115,10 +122,12 @@ def load_model(model_dir: Path | None, random: bool, workdir: Path, options: Run
 
 
 def multiply_adds(model: Model, graph: str) -> float:
-    """Multiply-adds of `graph` per latent cell: every convolution's output elements times its kernel volume,
-    counted by running the graph on a 16x16-cell input with each convolution's output (and any kernel the graph
-    computes, such as the generator's folded sub-pixel kernels) exposed (needs `onnx`). Convolutions keep their
-    stride, so the count grows exactly with the number of cells."""
+    """Multiply-adds of `graph` per latent cell (for a hybrid model's upscaler, per pixel of the base image): every
+    convolution's output elements times its kernel volume, counted by running the graph on a 16x16-cell input with
+    each convolution's output (and any kernel the graph computes, such as the generator's folded sub-pixel kernels)
+    exposed (needs `onnx`). Convolutions keep their stride, so the count grows with the number of cells: exactly
+    for latent models; the upscaler's back-projection also filters a padded border, a few hundredths of a percent
+    of its count at this size and less at any larger one."""
     import onnx
 
     cells, manifest = 16, model.manifest
@@ -209,42 +218,80 @@ def best_time(run: Callable[[], object], repeats: int) -> float:
 
 @dataclass
 class Timing:
-    compress: list[float] = field(default_factory=list)
-    encoder: list[float] = field(default_factory=list)
-    decompress: list[float] = field(default_factory=list)
-    generator: list[float] = field(default_factory=list)
+    """Seconds of each timed run: the whole paths ("compress", "decompress") and the stages within them."""
+
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    avif_encodes: list[int] = field(default_factory=list)
+    """Hybrid models: the AVIF encodes each compression's quality search made."""
     file_bytes: int = 0
-    tiles: tuple[int, int] = (1, 1)
+    tiles: dict[str, int] = field(default_factory=dict)
+    """Tiles per graph."""
 
     def median(self, name: str) -> float:
-        values = getattr(self, name)
+        values = self.seconds.get(name)
         return statistics.median(values) if values else float("nan")
 
 
-class GraphClock:
-    """Wraps a model's encode and generate so that the time spent in each graph is added up."""
+class StageClock:
+    """Adds up, within the real compress and decompress runs, the seconds of each stage of a model's paths: its
+    graphs ("encoder", "generator") and, for hybrid models, the base layer's "reduction", "AVIF encode" (also
+    counted: the quality search makes several) and "AVIF decode". It wraps the model's own methods and gives it a
+    timed copy of its base layer, so what is timed is what the CLI and the service run."""
 
     def __init__(self, model: Model) -> None:
-        self.seconds = {"encoder": 0.0, "generator": 0.0}
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
         for method, graph in (("encode", "encoder"), ("generate", "generator")):
             setattr(model, method, self._timed(getattr(model, method), graph))
+        layer = model.manifest.base_layer
+        if layer is not None:
+            settings = {setting.name: getattr(layer, setting.name) for setting in fields(BaseLayer)}
+            model.manifest = replace(model.manifest, base_layer=TimedLayer(**settings, clock=self))
 
-    def _timed(self, run: Callable[..., np.ndarray], graph: str) -> Callable[..., np.ndarray]:
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+    def _timed(self, run: Callable[..., np.ndarray], name: str) -> Callable[..., np.ndarray]:
         def timed(*args: object, **kwargs: object) -> np.ndarray:
-            started = time.perf_counter()
-            try:
+            with self.stage(name):
                 return run(*args, **kwargs)
-            finally:
-                self.seconds[graph] += time.perf_counter() - started
 
         return timed
 
-    def take(self, graph: str) -> float:
-        seconds, self.seconds[graph] = self.seconds[graph], 0.0
-        return seconds
+    def take(self) -> tuple[dict[str, float], dict[str, int]]:
+        """Seconds and calls per stage since the last take; starts again from zero."""
+        taken = self.seconds, self.calls
+        self.seconds, self.calls = {}, {}
+        return taken
 
 
-def time_ours(model: Model, clock: GraphClock, image: bytes, repeats: int, max_pixels: int) -> Timing:
+@dataclass(frozen=True)
+class TimedLayer(BaseLayer):
+    """A hybrid model's base layer that reports its reduction, each AVIF encode and its AVIF decode to a clock
+    (encode_within calls `encode` once per quality it tries, so the search is counted encode by encode)."""
+
+    clock: StageClock = field(kw_only=True, compare=False, repr=False)
+
+    def downscale(self, image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        with self.clock.stage("reduction"):
+            return super().downscale(image, shape)
+
+    def encode(self, small: np.ndarray, quality: int) -> bytes:
+        with self.clock.stage("AVIF encode"):
+            return super().encode(small, quality)
+
+    def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
+        with self.clock.stage("AVIF decode"):
+            return super().decode(data, shape)
+
+
+def time_ours(model: Model, clock: StageClock, image: bytes, repeats: int, max_pixels: int) -> Timing:
     registry = Registry([model])
     timing = Timing()
     for attempt in range(repeats + 1):  # the first run at a new size allocates: a warm-up, not counted
@@ -253,19 +300,16 @@ def time_ours(model: Model, clock: GraphClock, image: bytes, repeats: int, max_p
         compressed = time.perf_counter()
         decompress_png(data, registry, max_pixels=max_pixels)
         finished = time.perf_counter()
-        encoder, generator = clock.take("encoder"), clock.take("generator")
+        stages, calls = clock.take()
         if attempt:
-            timing.compress.append(compressed - started)
-            timing.decompress.append(finished - compressed)
-            timing.encoder.append(encoder)
-            timing.generator.append(generator)
+            paths = {"compress": compressed - started, "decompress": finished - compressed}
+            for name, seconds in (paths | stages).items():
+                timing.seconds.setdefault(name, []).append(seconds)
+            timing.avif_encodes.append(calls.get("AVIF encode", 0))
         timing.file_bytes = len(data)
     header = unpack(data, max_pixels).header
     rows, columns = latent_size(header.width, header.height, model.manifest.downsampling)
-    timing.tiles = (
-        len(plan_tiles(model, "encoder", rows, columns)),
-        len(plan_tiles(model, "generator", rows, columns)),
-    )
+    timing.tiles = {graph: len(plan_tiles(model, graph, rows, columns)) for graph in model.manifest.graphs}
     return timing
 
 
@@ -333,10 +377,11 @@ def run_table(args: argparse.Namespace, model: Model, workdir: Path) -> str:
     print(f"measuring the matrix-multiply rate with {threads} threads", file=sys.stderr)
     rates = matmul_rate(threads)
     rate = max(rates.values())
-    per_cell = {graph: multiply_adds(model, graph) for graph in ("encoder", "generator")}
-    clock = GraphClock(model)
+    manifest = model.manifest
+    graphs = manifest.graphs
+    per_cell = {graph: multiply_adds(model, graph) for graph in graphs}
     gpu = gpu_model(model) if args.gpu else None
-    gpu_clock = GraphClock(gpu) if gpu else None
+    clock, gpu_clock = StageClock(model), StageClock(gpu) if gpu else None
     rows_out = []
     verdicts = []
     source = args.image or default_source()
@@ -348,23 +393,20 @@ def run_table(args: argparse.Namespace, model: Model, workdir: Path) -> str:
         png_path.write_bytes(image)
         max_pixels = max(width * height, 1)
         ours = time_ours(model, clock, image, args.repeat, max_pixels)
-        rows, columns = latent_size(width, height, model.manifest.downsampling)
-        floor = {graph: per_cell[graph] * rows * columns / rate for graph in per_cell}
+        rows, columns = latent_size(width, height, manifest.downsampling)
+        floor = {graph: per_cell[graph] * rows * columns / rate for graph in graphs}
         avif = time_avif(png_path, args.threads, args.repeat) if args.references else None
         hevc = time_hevc(pixels, args.repeat) if args.references else None
         on_gpu = time_ours(gpu, gpu_clock, image, args.repeat, max_pixels) if gpu and gpu_clock else None
-        measure_seconds, restore_seconds = time_detail(pixels, threads, args.repeat)
         whole = ours.median("compress") + ours.median("decompress")
-        graphs = ours.median("encoder") + ours.median("generator")
-        efficiency = (floor["encoder"] + floor["generator"]) / whole
+        floor_total = sum(floor.values())
+        efficiency = floor_total / whole
         row = [
             f"{width}x{height}",
-            f"{ours.median('compress'):.3f} ({ours.median('encoder'):.3f})",
-            f"{ours.median('decompress'):.3f} ({ours.median('generator'):.3f})",
-            f"{measure_seconds:.3f} / {restore_seconds:.3f}",
-            f"{floor['encoder']:.3f} + {floor['generator']:.3f}",
-            f"{efficiency:.0%} ({(floor['encoder'] + floor['generator']) / graphs:.0%})",
-            f"{ours.tiles[0]}, {ours.tiles[1]}",
+            *(hybrid_cells(ours) if manifest.hybrid else latent_cells(ours, pixels, threads, args.repeat)),
+            " + ".join(f"{floor[graph]:.3f}" for graph in graphs),
+            f"{efficiency:.0%} ({floor_total / sum(ours.median(graph) for graph in graphs):.0%})",
+            ", ".join(str(ours.tiles[graph]) for graph in graphs),
             f"{8 * ours.file_bytes / (width * height):.3f}",
             _pair(avif, width * height),
             _pair(hevc, width * height),
@@ -375,7 +417,7 @@ def run_table(args: argparse.Namespace, model: Model, workdir: Path) -> str:
         if (width, height) == TARGET_SIZE:
             verdicts.append(
                 f"- {width}x{height}: compress + decompress take {whole:.2f} s, {efficiency:.0%} of the floor's speed "
-                f"({(floor['encoder'] + floor['generator']):.2f} s; target at least {TARGET_EFFICIENCY:.0%}: "
+                f"({floor_total:.2f} s; target at least {TARGET_EFFICIENCY:.0%}: "
                 f"{'met' if efficiency >= TARGET_EFFICIENCY else 'NOT met'})."
             )
             if avif:
@@ -383,14 +425,26 @@ def run_table(args: argparse.Namespace, model: Model, workdir: Path) -> str:
                     f"- {width}x{height}: compress + decompress ({whole:.2f} s) against avifenc's encode alone "
                     f"({avif[0]:.2f} s): {'faster' if whole < avif[0] else 'NOT faster'}."
                 )
-    gpu_header = " GPU compress / decompress (s) |" if gpu else ""
-    header = (
-        "| size | compress (encoder) (s) | decompress (generator) (s) | detail: measure / restore (s) | "
-        "floor: encoder + generator (s) | "
-        "floor / ours: whole path (graphs) | tiles: encoder, generator | our bpp | avifenc / avifdec (s, bpp) | "
-        f"HEVC encode / decode (s, bpp) |{gpu_header}\n"
-        "|" + "---|" * (11 if gpu else 10)
-    )
+    names = [graph_name(manifest, graph) for graph in graphs]
+    if manifest.hybrid:
+        paths = [
+            "compress (reduction + AVIF encodes, how many) (s)",
+            "decompress (AVIF decode + upscaler + PNG and the rest) (s)",
+        ]
+    else:
+        paths = ["compress (encoder) (s)", "decompress (generator) (s)", "detail: measure / restore (s)"]
+    columns_out = [
+        "size",
+        *paths,
+        f"floor: {' + '.join(names)} (s)",
+        f"floor / ours: whole path ({'graphs' if len(graphs) > 1 else names[0]})",
+        f"tiles: {', '.join(names)}",
+        "our bpp",
+        "avifenc / avifdec (s, bpp)",
+        "HEVC encode / decode (s, bpp)",
+        *(["GPU compress / decompress (s)"] if gpu else []),
+    ]
+    header = "| " + " | ".join(columns_out) + " |\n|" + "---|" * len(columns_out)
     providers = ", ".join(model._session("generator").get_providers())
     return f"""## Speed
 
@@ -398,8 +452,7 @@ def run_table(args: argparse.Namespace, model: Model, workdir: Path) -> str:
 
 Machine: {describe_machine()}
 
-Model `{model.id}` ({"random weights, " if args.random else ""}{per_cell["encoder"] / 256:,.0f} multiply-adds per
-pixel in the encoder, {per_cell["generator"] / 256:,.0f} in the generator), onnxruntime {ort.__version__} ({providers}),
+{describe_model(model, per_cell, args.random)}, onnxruntime {ort.__version__} ({providers}),
 {threads} threads, median of {args.repeat} runs after a warm-up. Matrix-multiply rate with {threads} threads on
 2048x2048 float32: onnxruntime {rates["onnxruntime"] / 1e9:.1f}, numpy {rates["numpy"] / 1e9:.1f} G multiply-adds/s;
 the floor uses the faster. Source photo `{source.name}`, resized to cover each size and cropped; every codec reads
@@ -410,6 +463,51 @@ and writes the same PNG files (ours and HEVC in process, avifenc/avifdec as proc
 
 {chr(10).join(verdicts)}
 """
+
+
+def latent_cells(ours: Timing, pixels: np.ndarray, threads: int, repeats: int) -> list[str]:
+    """A latent model's compress (encoder), decompress (generator) and detail restoration cells."""
+    measure_seconds, restore_seconds = time_detail(pixels, threads, repeats)
+    return [
+        f"{ours.median('compress'):.3f} ({ours.median('encoder'):.3f})",
+        f"{ours.median('decompress'):.3f} ({ours.median('generator'):.3f})",
+        f"{measure_seconds:.3f} / {restore_seconds:.3f}",
+    ]
+
+
+def hybrid_cells(ours: Timing) -> list[str]:
+    """A hybrid model's compress (reduction + AVIF encodes, how many) and decompress (AVIF decode + upscaler + the
+    rest: PNG encoding, mostly) cells."""
+    whole, decode, upscale = (ours.median(name) for name in ("decompress", "AVIF decode", "generator"))
+    encodes = statistics.median(ours.avif_encodes)
+    return [
+        f"{ours.median('compress'):.3f} ({ours.median('reduction'):.3f} + {ours.median('AVIF encode'):.3f}, "
+        f"{encodes:g} encodes)",
+        f"{whole:.3f} ({decode:.3f} + {upscale:.3f} + {whole - decode - upscale:.3f})",
+    ]
+
+
+def graph_name(manifest: Manifest, graph: str) -> str:
+    """What a graph is called in the reports: a hybrid model's `generator` is its upscaler."""
+    return "upscaler" if manifest.hybrid and graph == "generator" else graph
+
+
+def describe_model(model: Model, per_cell: dict[str, float], random: bool) -> str:
+    """The model and its graphs' multiply-adds, per pixel of the image (and, for a hybrid, per base pixel)."""
+    manifest, weights = model.manifest, "random weights, " if random else ""
+    pixels = manifest.downsampling**2
+    layer = manifest.base_layer
+    if layer is None:
+        return (
+            f"Model `{model.id}` ({weights}{per_cell['encoder'] / pixels:,.0f} multiply-adds per pixel in the encoder, "
+            f"{per_cell['generator'] / pixels:,.0f} in the generator)"
+        )
+    return (
+        f"Model `{model.id}` ({weights}hybrid: the image reduced {layer.factor}x by Lanczos and coded by AVIF at "
+        f"speed {layer.speed}, {layer.subsampling}, at the highest quality that fits "
+        f"{model.point.bits_per_pixel:g} bits per pixel; the upscaler graph, {per_cell['generator']:,.0f} "
+        f"multiply-adds per base pixel, {per_cell['generator'] / pixels:,.0f} per pixel of the image)"
+    )
 
 
 def _pair(result: tuple[float, float, int] | None, pixels: int) -> str:
@@ -426,47 +524,56 @@ def gpu_model(model: Model) -> Model | None:
 # --- session options -------------------------------------------------------------------------------------------------
 
 
-OPTION_VARIANTS = {
-    "default: int8 graphs, memory arena shrunk after each run": {},
-    "float32 graphs (`--no-int8`)": {"int8": False},
-    "no memory arena (the system allocator)": {"memory_arena": False},
-    "1 thread": {"intra_op_threads": 1},
-}
+def option_variants(manifest: Manifest) -> dict[str, dict[str, object]]:
+    """Session-option variants to time, by name (the float32 one only where the model has int8 graphs)."""
+    int8 = any(graph + INT8_SUFFIX in manifest.graph_files for graph in manifest.graphs)
+    return {
+        f"default: {'int8 graphs, ' if int8 else ''}memory arena shrunk after each run": {},
+        **({"float32 graphs (`--no-int8`)": {"int8": False}} if int8 else {}),
+        "no memory arena (the system allocator)": {"memory_arena": False},
+        "1 thread": {"intra_op_threads": 1},
+    }
 
 
 def compare_options(model: Model, repeats: int, threads: int) -> str:
     """1920x1080 graph times and memory under session-option variants, each in a fresh process."""
+    graphs = model.manifest.graphs
+    names = "".join(f" {graph_name(model.manifest, graph)} (s) |" for graph in graphs)
     lines = [
-        "| session options | encoder (s) | generator (s) | peak memory (MiB) | resident after the runs (MiB) |",
-        "|---|---|---|---|---|",
+        f"| session options |{names} peak memory (MiB) | resident after the runs (MiB) |",
+        "|---|" + "---|" * (len(graphs) + 2),
     ]
-    for name, changes in OPTION_VARIANTS.items():
+    for name, changes in option_variants(model.manifest).items():
         options = {"intra_op_threads": threads, **changes}
         command = [sys.executable, "-m", "bench.speed", "--options-child", str(model.manifest.directory)]
         command += [json.dumps(options), str(repeats)]
         result = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
         measured = json.loads(result.stdout.strip().splitlines()[-1])
-        lines.append(
-            f"| {name} | {measured['encoder']:.3f} | {measured['generator']:.3f} | {measured['peak_mib']:.0f} | "
-            f"{measured['resident_mib']:.0f} |"
-        )
+        times = "".join(f" {measured[graph]:.3f} |" for graph in graphs)
+        lines.append(f"| {name} |{times} {measured['peak_mib']:.0f} | {measured['resident_mib']:.0f} |")
     return "\n".join(lines)
 
 
 def options_child(model_dir: str, options_json: str, repeats: str) -> None:
-    """In a fresh process: median encoder and generator times at 1920x1080 (padded), peak and final memory."""
+    """In a fresh process: median times of each graph at 1920x1080 (padded), peak and final memory."""
     model = Model(load_manifest(Path(model_dir)), RuntimeOptions(**json.loads(options_json)))
-    factor = model.manifest.downsampling
+    manifest = model.manifest
+    factor = manifest.downsampling
     rows, columns = latent_size(*TARGET_SIZE, factor)
     rng = np.random.default_rng(0)
-    image = rng.random((1, 3, rows * factor, columns * factor), dtype=np.float32)
-    inputs = model.manifest.latent_channels + model.manifest.noise_channels
-    latent = rng.integers(-2, 3, (1, inputs, rows, columns)).astype(np.float32)
-    times: dict[str, list[float]] = {"encoder": [], "generator": []}
+    feeds: dict[str, np.ndarray] = {}
+    if manifest.hybrid:  # the upscaler reads a decoded base image in [0, 1]
+        feeds["generator"] = rng.random((1, 3, rows, columns), dtype=np.float32)
+    else:
+        feeds["encoder"] = rng.random((1, 3, rows * factor, columns * factor), dtype=np.float32)
+        inputs = manifest.latent_channels + manifest.noise_channels
+        feeds["generator"] = rng.integers(-2, 3, (1, inputs, rows, columns)).astype(np.float32)
+    run = {"encoder": model.encode, "generator": model.generate}
+    times: dict[str, list[float]] = {graph: [] for graph in feeds}
     for attempt in range(int(repeats) + 1):
-        for graph, run, feed in (("encoder", model.encode, image), ("generator", model.generate, latent)):
+        for graph, feed in feeds.items():
             started = time.perf_counter()
-            run(feed)
+            run[graph](feed)
             if attempt:
                 times[graph].append(time.perf_counter() - started)
     report = {graph: statistics.median(values) for graph, values in times.items()}
@@ -478,9 +585,9 @@ def options_child(model_dir: str, options_json: str, repeats: str) -> None:
 
 def large_child(model_dir: str, source: str, gcx: str, png: str, options_json: str) -> None:
     """In a fresh process: read the image, compress, decompress to PNG; print phase times and peak memory as JSON.
-    Then, untimed, decode the file once more without its detail section (`png` with the suffix .plain.png): the
-    generator's own output, which the seam check compares with whole runs (restoration's gains are the whole
-    image's, so a window cannot reproduce them)."""
+    Then, untimed, write the generator's own output (`png` with the suffix .plain.png), which the seam check compares
+    with whole runs: a file with a detail section is decoded once more without it (restoration's gains are the
+    whole image's, so a window cannot reproduce them); any other file's output is the generator's already."""
     options = RuntimeOptions(**json.loads(options_json))
     model = Model(load_manifest(Path(model_dir)), options)
     registry = Registry([model])
@@ -498,12 +605,15 @@ def large_child(model_dir: str, source: str, gcx: str, png: str, options_json: s
     del decoded
     Path(gcx).write_bytes(bitstream)
     started = time.perf_counter()
-    Path(png).write_bytes(decompress_png(bitstream, registry, max_pixels=sys.maxsize))
+    output = decompress_png(bitstream, registry, max_pixels=sys.maxsize)
+    Path(png).write_bytes(output)
     report["decompress_seconds"] = time.perf_counter() - started
     report["peak_mib"] = _peak_mib()
     parsed = unpack(bitstream, sys.maxsize)
-    plain = pack(replace(parsed.header, detail=None), parsed.payload)
-    Path(png).with_suffix(".plain.png").write_bytes(decompress_png(plain, registry, max_pixels=sys.maxsize))
+    if parsed.header.detail is not None:
+        plain = pack(replace(parsed.header, detail=None), parsed.payload)
+        output = decompress_png(plain, registry, max_pixels=sys.maxsize)
+    Path(png).with_suffix(".plain.png").write_bytes(output)
     print(json.dumps(report))
 
 
@@ -544,6 +654,18 @@ def run_large(args: argparse.Namespace, model: Model, workdir: Path) -> str:
     seam = seam_check(model, gcx.read_bytes(), generated, pixels, args.crop, crop_path)
     link = crop_path.relative_to(args.out.parent) if args.out else crop_path
     within = report["peak_mib"] <= args.budget_mib
+    if model.manifest.hybrid:
+        rest = "the reduction's copies of it, one tile's upscaler run, the model and the output"
+        generator, cell, before = "upscaler", "base pixel", ""
+        encoder_seams = "Compression has no tiles: the reduction and the AVIF encodes take the whole image."
+    else:
+        rest = "one tile's graph run, the models, detail restoration's strips and the output"
+        generator, cell = "generator", "cell"
+        before = " (before detail restoration, whose gains come from the whole image)"
+        encoder_seams = (
+            "The encoder's tiles, checked the same way where they meet, give latents within "
+            f"{seam['latent_difference']:.2e} of a whole run."
+        )
     return f"""## Tiling: a {width}x{height} image
 
 `{_command()}` ({timestamp()}).
@@ -561,14 +683,12 @@ Model `{model.id}`{" (random weights)" if args.random else ""}, tiles of at most
 | decompress to PNG | {report["decompress_seconds"]:.1f} | {report["peak_mib"]:.0f} |
 
 Peak resident memory {report["peak_mib"]:.0f} MiB: {"within" if within else "OVER"} the budget of {args.budget_mib} MiB
-(the image itself takes {width * height * 3 / 2**20:.0f} MiB as RGB; the rest is one tile's graph run, the models,
-detail restoration's strips and the output).
+(the image itself takes {width * height * 3 / 2**20:.0f} MiB as RGB; the rest is {rest}).
 
-Seams: around a point where generator tiles meet, pixel ({seam["x"]}, {seam["y"]}), the generator was also run
-whole on the {seam["window"]} window holding every cell the {args.crop}x{args.crop} crop there depends on: the tiled
-decode (before detail restoration, whose gains come from the whole image) differs from it by at most
-{seam["max_difference"]} grey levels ({seam["differing"]:.4%} of the crop's values differ). The encoder's tiles,
-checked the same way where they meet, give latents within {seam["latent_difference"]:.2e} of a whole run.
+Seams: around a point where {generator} tiles meet, pixel ({seam["x"]}, {seam["y"]}), the {generator} was also run
+whole on the {seam["window"]} window holding every {cell} the {args.crop}x{args.crop} crop there depends on: the tiled
+decode{before} differs from it by at most {seam["max_difference"]} grey levels
+({seam["differing"]:.4%} of the crop's values differ). {encoder_seams}
 
 ![{args.crop}x{args.crop} crop where tiles meet (ticks in the margin): original left, decoded right]({link})
 """
@@ -578,7 +698,7 @@ def seam_check(
     model: Model, data: bytes, decoded: np.ndarray, original: np.ndarray, crop: int, image_path: Path
 ) -> dict[str, object]:
     """Compare the tiled results, around corners where tiles meet, with each graph run whole on that region."""
-    from service.codec.pipeline import encode_tiled, generate_tiled
+    from service.codec.pipeline import generate_tiled
 
     bitstream = unpack(data, sys.maxsize)
     header, manifest = bitstream.header, model.manifest
@@ -594,27 +714,62 @@ def seam_check(
     bottom, right = min(header.height, top + crop), min(header.width, left + crop)
     r0, c0 = max(0, top // factor - halo), max(0, left // factor - halo)
     r1, c1 = min(rows, -(-bottom // factor) + halo), min(columns, -(-right // factor) + halo)
-    symbols = model.entropy.decode(bitstream.payload, rows, columns)
-    latent = np.zeros((1, manifest.latent_channels + manifest.noise_channels, rows, columns), np.float32)
-    latent[0, : model.channels] = model.centres[symbols]
-    if header.seed is not None:
-        noise = np.random.default_rng(header.seed).standard_normal((manifest.noise_channels, rows, columns), np.float32)
-        latent[0, manifest.latent_channels :] = noise
+    latent = generator_input(model, bitstream, rows, columns)
     whole = Model(manifest, RuntimeOptions(tile_pixels=max(2**30, model.options.tile_pixels))).at_rate(model.point)
     window = np.ascontiguousarray(latent[:, :, r0:r1, c0:c1])
     reference = generate_tiled(whole, window, (r1 - r0) * factor, (c1 - c0) * factor)
     reference = reference[top - r0 * factor : bottom - r0 * factor, left - c0 * factor : right - c0 * factor]
     tiled = decoded[top:bottom, left:right]
     difference = np.abs(tiled.astype(np.int16) - reference.astype(np.int16))
-    # The encoder, the same way: its tiles' latent around one of its corners against a whole run on a window.
+    save_crop(original[top:bottom, left:right], tiled, (y - top, x - left), image_path)
+    result: dict[str, object] = {
+        "x": x,
+        "y": y,
+        "window": f"{(c1 - c0) * factor}x{(r1 - r0) * factor}",
+        "max_difference": int(difference.max()),
+        "differing": float((difference > 0).mean()),
+    }
+    if manifest.hybrid:
+        result["tiles"] = f"{len(tiles)} upscaler tiles (halo {halo} base pixels)"
+        return result
     encoder_tiles = plan_tiles(model, "encoder", rows, columns)
-    e_row, e_column = _meeting_point(encoder_tiles, rows, columns)
+    result["latent_difference"] = encoder_seam(model, whole, original, encoder_tiles, rows, columns)
+    result["tiles"] = (
+        f"{len(encoder_tiles)} encoder tiles (halo {model.halo('encoder')} cells) and {len(tiles)} generator tiles "
+        f"(halo {halo} cells)"
+    )
+    return result
+
+
+def generator_input(model: Model, bitstream: Bitstream, rows: int, columns: int) -> np.ndarray:
+    """What the generator runs on for this file, as the pipeline gives it (1, channels, rows, columns): a hybrid
+    model's decoded base image in [0, 1], else the symbols' centres and the seeded noise."""
+    manifest, header = model.manifest, bitstream.header
+    if manifest.base_layer is not None:
+        base = manifest.base_layer.decode(bitstream.payload, (rows, columns))
+        return (base.transpose(2, 0, 1)[None] / np.float32(255.0)).astype(np.float32)
+    symbols = model.entropy.decode(bitstream.payload, rows, columns)
+    latent = np.zeros((1, manifest.latent_channels + manifest.noise_channels, rows, columns), np.float32)
+    latent[0, : model.channels] = model.centres[symbols]
+    if header.seed is not None:
+        noise = np.random.default_rng(header.seed).standard_normal((manifest.noise_channels, rows, columns), np.float32)
+        latent[0, manifest.latent_channels :] = noise
+    return latent
+
+
+def encoder_seam(model: Model, whole: Model, original: np.ndarray, tiles: list[Tile], rows: int, columns: int) -> float:
+    """The largest difference between the tiled encoder's latent and a whole run's, around a corner of its tiles."""
+    from service.codec.pipeline import encode_tiled
+
+    factor = model.manifest.downsampling
+    height, width = original.shape[:2]
+    e_row, e_column = _meeting_point(tiles, rows, columns)
     e_halo, reach = model.halo("encoder"), 4
     er0, ec0 = max(0, e_row - reach - e_halo), max(0, e_column - reach - e_halo)
     er1, ec1 = min(rows, e_row + reach + e_halo), min(columns, e_column + reach + e_halo)
     tiled_latent = encode_tiled(original, model, rows, columns)[:, er0:er1, ec0:ec1]
-    row_index = np.pad(np.arange(header.height), (0, rows * factor - header.height), mode="reflect")
-    column_index = np.pad(np.arange(header.width), (0, columns * factor - header.width), mode="reflect")
+    row_index = np.pad(np.arange(height), (0, rows * factor - height), mode="reflect")
+    column_index = np.pad(np.arange(width), (0, columns * factor - width), mode="reflect")
     region = original[np.ix_(row_index[er0 * factor : er1 * factor], column_index[ec0 * factor : ec1 * factor])]
     whole_latent = encode_tiled(region, whole, er1 - er0, ec1 - ec0)
     inner = (
@@ -622,18 +777,7 @@ def seam_check(
         slice(max(0, e_row - reach) - er0, min(rows, e_row + reach) - er0),
         slice(max(0, e_column - reach) - ec0, min(columns, e_column + reach) - ec0),
     )
-    latent_difference = float(np.abs(tiled_latent[inner] - whole_latent[inner]).max())
-    save_crop(original[top:bottom, left:right], tiled, (y - top, x - left), image_path)
-    return {
-        "x": x,
-        "y": y,
-        "window": f"{(c1 - c0) * factor}x{(r1 - r0) * factor}",
-        "max_difference": int(difference.max()),
-        "differing": float((difference > 0).mean()),
-        "latent_difference": latent_difference,
-        "tiles": f"{len(encoder_tiles)} encoder tiles (halo {e_halo} cells) and {len(tiles)} generator tiles "
-        f"(halo {halo} cells)",
-    }
+    return float(np.abs(tiled_latent[inner] - whole_latent[inner]).max())
 
 
 def _meeting_point(tiles: list[Tile], rows: int, columns: int) -> tuple[int, int]:
