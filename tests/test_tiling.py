@@ -151,7 +151,7 @@ def test_cli_reports_tiling_and_takes_a_tile_size(model_dir, make_image, tmp_pat
     image = tmp_path / "wide.png"
     image.write_bytes(encode_png(make_image(40, 1500)))
     common = ["--model-dir", str(model_dir), "--threads", "1"]
-    assert main(["compress", str(image), "-o", str(tmp_path / "wide.gcx"), *common]) == 0
+    assert main(["compress", str(image), "-o", str(tmp_path / "wide.gcx"), "--model", "gc-tiny", *common]) == 0
     capsys.readouterr()
     for tile_pixels, tiled in ((None, False), (MIN_TILE_PIXELS, True)):
         option = [] if tile_pixels is None else ["--tile-pixels", str(tile_pixels)]
