@@ -2,7 +2,7 @@
 which one looks more like the original. The realism measures can be moved without making pictures better
 (docs/evaluation.md); people's choices, blind, cannot.
 
-    python -m bench.blind make --a ours:gc-small-c8 --b avif-down --out /tmp/blind/pictures
+    python -m bench.blind make --a ours:gc-hybrid-0.04 --b avif-down --out /tmp/blind/pictures
     python -m bench.blind tally /tmp/blind/pictures-key.json judge-1.json judge-2.json --out /tmp/blind/tally.md
 
 `make` compresses each image with both subjects, the one made within bytes (a codec) at no more than the other's

@@ -295,21 +295,9 @@ def _parse_hybrid(
     subsampling = _typed(section, "subsampling", str)
     if factor not in (2, 3, 4) or not 0 <= speed <= 10 or subsampling not in ("4:2:0", "4:4:4"):
         raise ValueError("base_layer needs factor 2-4, speed 0-10 and subsampling '4:2:0' or '4:4:4'")
-    points = []
-    for entry in _typed(data, "rate_points", list):
-        point_id = _typed(_check(entry, dict, "a rate point"), "id", str)
-        if not MODEL_ID_PATTERN.fullmatch(point_id):
-            raise ValueError(f"rate point id {point_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
-        bpp = float(_typed(entry, "bits_per_pixel", (int, float)))
-        if not 0 < bpp <= MAX_BITS_PER_PIXEL:
-            raise ValueError(f"rate point {point_id}: bits_per_pixel must be in (0, {MAX_BITS_PER_PIXEL:g}]")
-        metrics = _typed(entry, "metrics", dict) if "metrics" in entry else {}
-        points.append(RatePoint(point_id, 3, metrics, bpp))
-    if not points or len({p.id for p in points}) != len(points):
-        raise ValueError("rate_points must be a non-empty list with unique ids")
-    default = _typed(data, "default_rate_point", str) if "default_rate_point" in data else points[-1].id
-    if default not in {p.id for p in points}:
-        raise ValueError(f"default_rate_point {default!r} is not one of the rate points")
+    if "rate_points" not in data:
+        raise KeyError("rate_points")
+    rate_points, default_rate_point = _rate_points(data, 3, hybrid=True)
     return Manifest(
         directory=directory,
         id=model_id,
@@ -325,8 +313,8 @@ def _parse_hybrid(
         frequencies=(),
         training=_typed(data, "training", dict) if "training" in data else {},
         metrics=_typed(data, "metrics", dict) if "metrics" in data else {},
-        rate_points=tuple(points),
-        default_rate_point=default,
+        rate_points=rate_points,
+        default_rate_point=default_rate_point,
         base_layer=BaseLayer(factor, speed, subsampling),
     )
 
@@ -354,8 +342,9 @@ def _context_tables(
     return parsed
 
 
-def _rate_points(data: dict[str, Any], channels: int) -> tuple[tuple[RatePoint, ...], str]:
-    """Optional nested rates: unique ids, each coding 1..latent_channels channels, and which is the default."""
+def _rate_points(data: dict[str, Any], channels: int, hybrid: bool = False) -> tuple[tuple[RatePoint, ...], str]:
+    """Optional rates, and which is the default: unique ids, each coding 1..latent_channels nested channels (latent
+    models), or each aiming at its own bits per pixel (hybrid models, all channels)."""
     if "rate_points" not in data:
         return (), ""
     points = []
@@ -363,12 +352,20 @@ def _rate_points(data: dict[str, Any], channels: int) -> tuple[tuple[RatePoint, 
         point_id = _typed(_check(entry, dict, "a rate point"), "id", str)
         if not MODEL_ID_PATTERN.fullmatch(point_id):
             raise ValueError(f"rate point id {point_id!r} is not 1-64 characters of [A-Za-z0-9._-]")
+        metrics = _typed(entry, "metrics", dict) if "metrics" in entry else {}
+        if hybrid:
+            bpp = float(_typed(entry, "bits_per_pixel", (int, float)))
+            if not 0 < bpp <= MAX_BITS_PER_PIXEL:
+                raise ValueError(f"rate point {point_id}: bits_per_pixel must be in (0, {MAX_BITS_PER_PIXEL:g}]")
+            points.append(RatePoint(point_id, channels, metrics, bpp))
+            continue
         count = _positive(entry, "channels")
         if count > channels:
             raise ValueError(f"rate point {point_id} codes {count} channels of {channels}")
-        points.append(RatePoint(point_id, count, _typed(entry, "metrics", dict) if "metrics" in entry else {}))
-    if not points or len({p.id for p in points}) != len(points) or len({p.channels for p in points}) != len(points):
-        raise ValueError("rate_points must be a non-empty list with unique ids and channel counts")
+        points.append(RatePoint(point_id, count, metrics))
+    rates = [p.bits_per_pixel for p in points] if hybrid else [p.channels for p in points]
+    if not points or len({p.id for p in points}) != len(points) or len(set(rates)) != len(points):
+        raise ValueError("rate_points must be a non-empty list with unique ids and rates")
     default = _typed(data, "default_rate_point", str) if "default_rate_point" in data else points[-1].id
     if default not in {p.id for p in points}:
         raise ValueError(f"default_rate_point {default!r} is not one of the rate points")
