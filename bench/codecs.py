@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, features
 
+from service.codec.base import highest_within
+
 Setting = int | float
 
 OURS = "ours"
@@ -354,20 +356,6 @@ def _distance(size: int, target: int) -> float:
 def _memoised(codec: Codec, image: np.ndarray) -> Callable[[Setting], bytes]:
     """codec.encode(image, setting), each setting encoded once: searches revisit their neighbours."""
     return functools.cache(lambda setting: codec.encode(image, setting))
-
-
-def highest_within(encode: Callable[[int], bytes], low: int, high: int, target: int) -> int | None:
-    """The highest setting in [low, high] whose file is at most `target` bytes (bisection: files grow with the
-    setting); None if even `low`'s is larger."""
-    if len(encode(low)) > target:
-        return None
-    while high - low > 1:  # invariant: low fits; every setting at or above a tried high does not
-        middle = (low + high) // 2
-        if len(encode(middle)) <= target:
-            low = middle
-        else:
-            high = middle
-    return high if len(encode(high)) <= target else low
 
 
 def closest_to_bytes(codec: Codec, image: np.ndarray, target: int) -> tuple[Setting, bytes]:

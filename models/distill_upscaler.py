@@ -2,9 +2,9 @@
 multiply-adds per base pixel) into the compact one the CPU runs (0.6 M), on the AVIF-coded bases the codec makes.
 
 Blind, people preferred the teacher's pictures to the GAN-fine-tuned compact upscaler's on every trial
-(docs/training.md, "v7"), but it takes about 40 s for a 1920x1080 image on two cores. Its outputs are a
-deterministic function of the base, so the student can learn them with a plain L1 loss, with no GAN and none of the
-original's ambiguity.
+(docs/training.md, "v7"), but it takes about 41 s for a 1920x1080 image on two cores (issue 16, through ncnn).
+Its outputs are a deterministic function of the base, so the student can learn them with a plain L1 loss, with no
+GAN and none of the original's ambiguity.
 
     python -m models.export_hybrid --prior realesrgan-x4plus --graph -o runs/hq/gc-hybrid-hq --id gc-hybrid-hq
     python -m models.distill_upscaler --threads 2 teach --teacher runs/hq/gc-hybrid-hq/generator.onnx --crops 800
@@ -29,9 +29,16 @@ import torch
 from torch.nn import functional as F
 
 from models.checkpoint import load_checkpoint
-from models.data import SHARED_DATA, image_files, to_tensor, training_sources
+from models.data import to_tensor
 from models.train import update_ema
-from models.train_upscaler import VALIDATION_PHOTOS, UpscalerTrainConfig, UpscalerTrainer, make_pairs, validate
+from models.train_upscaler import (
+    UpscalerTrainConfig,
+    UpscalerTrainer,
+    make_pairs,
+    training_files,
+    validate,
+    validation_pairs,
+)
 from models.upscaler import CompactUpscaler, UpscalerConfig
 from service.codec.base import BaseLayer
 
@@ -42,13 +49,7 @@ MARGIN = 8
 def teach(teacher: Path, run_dir: Path, crops: int, crop: int, extra: list[Path], seed: int = 1) -> Path:
     cfg = UpscalerTrainConfig()
     layer = BaseLayer()
-    files = [
-        path
-        for source in training_sources(extra=extra).values()
-        for path in source
-        if not (path.parent.name == "photos" and int(path.stem) in VALIDATION_PHOTOS)
-    ]
-    pairs = make_pairs(files, layer, cfg, run_dir / "base-cache.pkl", np.random.default_rng(cfg.seed))
+    pairs = make_pairs(training_files(extra), layer, cfg, run_dir / "base-cache.pkl", np.random.default_rng(cfg.seed))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(teacher), options, providers=["CPUExecutionProvider"])
@@ -88,13 +89,7 @@ def learn(run_dir: Path, init: Path, minutes: float, batch: int = 8, learning_ra
     trainer.model.load_state_dict(state["ema"])  # the student starts from the averaged weights
     factor, rng = model.config.factor, np.random.default_rng(trainer.step)
     inner = slice(MARGIN * factor, -MARGIN * factor)
-    validation = make_pairs(
-        [path for path in image_files(SHARED_DATA / "photos") if int(path.stem) in VALIDATION_PHOTOS],
-        BaseLayer(),
-        UpscalerTrainConfig(versions=1, qualities=(30, 30)),
-        run_dir / "validation-cache.pkl",
-        np.random.default_rng(0),
-    )
+    validation = validation_pairs(BaseLayer(factor=factor), run_dir)
     stop = {"signal": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(signal=True))
     started = clock = last_save = time.monotonic()

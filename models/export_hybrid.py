@@ -44,8 +44,8 @@ def export_hybrid(
 ) -> Path:
     """Write generator.onnx (weights stored in float16, computed in float32) and manifest.json; returns the
     manifest's path. The upscaler's own weights are rounded to float16 first, so it computes what the graph does."""
-    if upscaler.config.factor != layer.factor:
-        raise ValueError(f"the upscaler enlarges {upscaler.config.factor}x, the base layer reduces {layer.factor}x")
+    if upscaler.factor != layer.factor:
+        raise ValueError(f"the upscaler enlarges {upscaler.factor}x, the base layer reduces {layer.factor}x")
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.onnx"):
         stale.unlink()
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         upscaler, training = GraphUpscaler(args.prior, factor=4), {"prior": args.prior, "steps": 0}
     else:
         upscaler, training = load_ncnn(args.prior), {"prior": args.prior, "steps": 0}
-    path = export_hybrid(upscaler, args.out, args.id, BaseLayer(factor=upscaler.config.factor), training=training)
+    path = export_hybrid(upscaler, args.out, args.id, BaseLayer(factor=upscaler.factor), training=training)
     print(json.dumps({"manifest": str(path), "graph_bytes": (args.out / "generator.onnx").stat().st_size}))
 
 

@@ -117,6 +117,23 @@ def make_pairs(
     return pairs
 
 
+def training_files(extra: list[Path]) -> list[Path]:
+    """Every training image (models.data's sources and the extra folders) but the validation photos."""
+    return [
+        path
+        for source in training_sources(extra=extra).values()
+        for path in source
+        if not (path.parent.name == "photos" and int(path.stem) in VALIDATION_PHOTOS)
+    ]
+
+
+def validation_pairs(layer: BaseLayer, run_dir: Path) -> list[Pair]:
+    """The validation photos, each with one base at AVIF quality 30."""
+    files = [path for path in image_files(SHARED_DATA / "photos") if int(path.stem) in VALIDATION_PHOTOS]
+    cfg = UpscalerTrainConfig(versions=1, qualities=(30, 30))
+    return make_pairs(files, layer, cfg, run_dir / "validation-cache.pkl", np.random.default_rng(0))
+
+
 def sample_batch(
     pairs: list[Pair], cfg: UpscalerTrainConfig, factor: int, rng: np.random.Generator
 ) -> tuple[Tensor, Tensor]:
@@ -306,23 +323,11 @@ def main(argv: list[str] | None = None) -> None:
         model = CompactUpscaler(UpscalerConfig(**state["upscaler"]))
     else:
         model = load_ncnn(args.prior) if args.prior != "none" else CompactUpscaler()
-    layer = BaseLayer(factor=model.config.factor)
+    layer = BaseLayer(factor=model.factor)
     rng = np.random.default_rng(cfg.seed + (state["step"] if state else 0))
-    files = [
-        path
-        for source in training_sources(extra=args.extra_data).values()
-        for path in source
-        if not (path.parent.name == "photos" and int(path.stem) in VALIDATION_PHOTOS)
-    ]
+    files = training_files(args.extra_data)
     pairs = make_pairs(files, layer, cfg, args.run_dir / "base-cache.pkl", np.random.default_rng(cfg.seed))
-    validation_files = [p for p in image_files(SHARED_DATA / "photos") if int(p.stem) in VALIDATION_PHOTOS]
-    validation = make_pairs(
-        validation_files,
-        layer,
-        dataclasses.replace(cfg, versions=1, qualities=(30, 30)),
-        args.run_dir / "validation-cache.pkl",
-        np.random.default_rng(0),
-    )
+    validation = validation_pairs(layer, args.run_dir)
     print(f"{len(pairs)} training pairs from {len(files)} images; {len(validation)} validation images", flush=True)
     trainer = UpscalerTrainer(cfg, model, args.run_dir)
     if state:

@@ -83,6 +83,10 @@ class CompactUpscaler(nn.Module):
         self.body = nn.Sequential(*layers)
         self.project = BackProjection(config.factor) if config.back_projection else None
 
+    @property
+    def factor(self) -> int:
+        return self.config.factor
+
     def forward(self, x: Tensor) -> Tensor:
         y = self.body(x) + F.interpolate(x, scale_factor=self.config.factor, mode="nearest")
         return y if self.project is None else self.project(y, x)
@@ -125,7 +129,7 @@ class GraphUpscaler(nn.Module):
     def __init__(self, name: str, factor: int, model_dir: Path | None = None) -> None:
         super().__init__()
         self.graph = ncnn.Graph(ncnn.read(model_dir or ncnn_model_dir(), name))
-        self.config = UpscalerConfig(factor=factor, features=0, convolutions=0)
+        self.factor = factor
         self.project = BackProjection(factor)
 
     def forward(self, x: Tensor) -> Tensor:

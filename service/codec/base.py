@@ -8,7 +8,9 @@ to paint the full-resolution image. Down-scaling is Pillow's Lanczos filter, the
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +21,20 @@ from service.codec.errors import CorruptBitstream
 
 AVIF_QUALITIES = (0, 100)
 """Pillow's AVIF quality range; the encoder takes the highest quality whose file fits the budget."""
+
+
+def highest_within(encode: Callable[[int], bytes], low: int, high: int, target: int) -> int | None:
+    """The highest setting in [low, high] whose file is at most `target` bytes (bisection: files grow with the
+    setting); None if even `low`'s is larger. The benchmarks search the classical codecs' settings with it too."""
+    if len(encode(low)) > target:
+        return None
+    while high - low > 1:  # invariant: low fits; every setting at or above a tried high does not
+        middle = (low + high) // 2
+        if len(encode(middle)) <= target:
+            low = middle
+        else:
+            high = middle
+    return high if len(encode(high)) <= target else low
 
 
 @dataclass(frozen=True)
@@ -48,18 +64,10 @@ class BaseLayer:
     def encode_within(self, small: np.ndarray, max_bytes: int) -> tuple[int, bytes]:
         """(quality, file): the highest quality whose file has at most `max_bytes`, by bisection; the lowest
         quality when none fits (its file is then larger than asked)."""
-        low, high = AVIF_QUALITIES[0], AVIF_QUALITIES[1] + 1
-        best = self.encode(small, low)
-        if len(best) > max_bytes:
-            return low, best
-        while high - low > 1:  # invariant: quality `low` fits (its file is `best`); `high` does not, or is past 100
-            middle = (low + high) // 2
-            data = self.encode(small, middle)
-            if len(data) <= max_bytes:
-                low, best = middle, data
-            else:
-                high = middle
-        return low, best
+        encode = functools.cache(lambda quality: self.encode(small, quality))
+        quality = highest_within(encode, *AVIF_QUALITIES, max_bytes)
+        quality = AVIF_QUALITIES[0] if quality is None else quality
+        return quality, encode(quality)
 
     def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
         """The base image from its AVIF file; a file that is not one AVIF image of the expected size, or whose AV1

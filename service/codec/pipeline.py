@@ -18,6 +18,7 @@ from functools import cache
 import numpy as np
 
 from service.codec import detail
+from service.codec.base import BaseLayer
 from service.codec.container import Bitstream, Header, Mode, pack, unpack
 from service.codec.errors import CorruptBitstream, UnknownModel
 from service.codec.imageio import DEFAULT_MAX_PIXELS, DecodedImage, check_rgb, decode_image, encode_png
@@ -85,7 +86,7 @@ def compress(
     if selection is None and Mode.GC.name.lower() not in manifest.modes:
         raise UnknownModel(f"model {model.id} does not support global (gc) compression")
     if manifest.base_layer is not None:
-        return compress_hybrid(pixels, model, rows, columns)
+        return compress_hybrid(pixels, model, manifest.base_layer, rows, columns)
     bands = detail.band_count(height, width) if restore_detail and selection is None else 0
     # The encoder graph leaves the cores partly idle: measuring the detail beside it hides most of its time.
     measuring = _beside().submit(detail.measure, pixels, bands) if bands else None
@@ -103,12 +104,10 @@ def compress(
     return pack(header, payload, label_section)
 
 
-def compress_hybrid(pixels: np.ndarray, model: Model, rows: int, columns: int) -> bytes:
+def compress_hybrid(pixels: np.ndarray, model: Model, layer: BaseLayer, rows: int, columns: int) -> bytes:
     """Hybrid models: the image down-scaled to rows x columns and coded by AVIF at the highest quality whose file,
     header included, fits the rate point's bits per pixel (base.py)."""
     height, width = pixels.shape[:2]
-    layer = model.manifest.base_layer
-    assert layer is not None
     header = Header(model.id, model.fingerprint, width, height, Mode.GC)
     target = math.floor(model.point.bits_per_pixel * width * height / 8)
     overhead = len(pack(header, bytes(target))) - target
@@ -191,7 +190,7 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
     """
     header, manifest = bitstream.header, model.manifest
     if manifest.base_layer is not None:
-        return reconstruct_hybrid(bitstream, model)
+        return reconstruct_hybrid(bitstream, model, manifest.base_layer)
     if header.mode is Mode.SC and not manifest.selective:
         raise CorruptBitstream(f"the file is in mode sc, which model {model.id} does not support")
     if (header.seed is not None) != (manifest.noise_channels > 0):
@@ -224,10 +223,9 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
     return pixels if header.detail is None else detail.restore(pixels, header.detail, _threads(model))
 
 
-def reconstruct_hybrid(bitstream: Bitstream, model: Model) -> np.ndarray:
+def reconstruct_hybrid(bitstream: Bitstream, model: Model, layer: BaseLayer) -> np.ndarray:
     """Hybrid models: decode the AVIF base and let the upscaler (the model's generator) paint the image."""
-    header, layer = bitstream.header, model.manifest.base_layer
-    assert layer is not None
+    header = bitstream.header
     if header.mode is not Mode.GC or header.seed is not None or header.detail is not None:
         raise CorruptBitstream(f"model {model.id} makes plain gc files: no mask, noise seed or detail section")
     rows, columns = latent_size(header.width, header.height, layer.factor)
