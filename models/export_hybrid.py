@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from models.checkpoint import load_checkpoint
+from models.config import CAMVID_CLASSES
 from models.export import _export_graph, _store_half_precision, sha256_file
 from models.upscaler import CompactUpscaler, GraphUpscaler, UpscalerConfig, load_ncnn
 from service.codec import Registry, compress, decompress
@@ -41,9 +42,13 @@ def export_hybrid(
     rates: tuple[float, ...] = RATES,
     default_rate: float = DEFAULT_RATE,
     training: dict[str, Any] | None = None,
+    classes: tuple[str, ...] = CAMVID_CLASSES,
 ) -> Path:
     """Write generator.onnx (weights stored in float16, computed in float32) and manifest.json; returns the
-    manifest's path. The upscaler's own weights are rounded to float16 first, so it computes what the graph does."""
+    manifest's path. The upscaler's own weights are rounded to float16 first, so it computes what the graph does.
+
+    With `classes` the model also takes mode sc (a mask or a label map, pipeline.compress_hybrid), whose label maps
+    name those classes; the upscaler is the same, so one model serves both modes."""
     if upscaler.factor != layer.factor:
         raise ValueError(f"the upscaler enlarges {upscaler.factor}x, the base layer reduces {layer.factor}x")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,6 +68,7 @@ def export_hybrid(
         "version": "1",
         "graphs": {"generator": {"file": graph.name, "sha256": sha256_file(graph)}},
         "base_layer": {"codec": "avif", "factor": layer.factor, "speed": layer.speed, "subsampling": layer.subsampling},
+        **({"modes": ["gc", "sc"], "classes": list(classes), "label_downsampling": layer.factor} if classes else {}),
         "rate_points": [{"id": rate_point_id(model_id, bpp), "bits_per_pixel": bpp} for bpp in rates],
         "default_rate_point": rate_point_id(model_id, default_rate),
         "training": training or {},

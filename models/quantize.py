@@ -74,7 +74,7 @@ class FeedRecorder(Model):
 def graph_feeds(model_dir: Path, images: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
     """Each graph's inputs when each image is compressed and decompressed at each of the model's rate points."""
     recorder = FeedRecorder(model_dir)
-    if recorder.manifest.selective:
+    if recorder.manifest.conditioned:
         raise ValueError(f"{model_dir}: an SC model; only GC models are quantised")
     for point in recorder.rate_points():
         for pixels in images:

@@ -93,10 +93,15 @@ def test_tiled_decoding_equals_the_whole_run(hybrid_dir: Path) -> None:
     assert np.array_equal(decompress(data, whole), decompress(data, tiled))
 
 
-def test_a_mask_is_refused_by_a_hybrid_model(registry: Registry) -> None:
-    image = photo_like(64, 64)
+def test_a_mask_is_refused_by_a_hybrid_model_without_classes(tmp_path: Path) -> None:
+    out_dir = tmp_path / "gc-only"
+    export_hybrid(
+        CompactUpscaler(UpscalerConfig(features=8, convolutions=1)), out_dir, "gc-only", BaseLayer(), classes=()
+    )
+    model = Registry.discover([out_dir], include_zoo=False).get()
+    assert model.manifest.modes == ("gc",)
     with pytest.raises(SelectiveUnsupported):
-        compress(image, registry.get(), mask=np.ones((64, 64), np.uint8))
+        compress(photo_like(64, 64), model, mask=np.ones((64, 64), np.uint8))
 
 
 def test_a_payload_that_is_not_avif_is_corrupt(registry: Registry) -> None:
@@ -118,7 +123,7 @@ def test_a_hybrid_file_with_a_noise_seed_is_corrupt(registry: Registry) -> None:
     model = registry.get()
     good = unpack(compress(photo_like(64, 64), model), 64 * 64)
     data = pack(dataclasses.replace(good.header, seed=7), good.payload)
-    with pytest.raises(CorruptBitstream, match="plain gc files"):
+    with pytest.raises(CorruptBitstream, match="no noise seed, detail or labels"):
         decompress(data, registry)
 
 

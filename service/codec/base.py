@@ -17,6 +17,7 @@ import numpy as np
 from PIL import AvifImagePlugin, Image
 
 from service.codec.avif import check_base
+from service.codec.compact_avif import expand, shrink
 from service.codec.errors import CorruptBitstream
 
 AVIF_QUALITIES = (0, 100)
@@ -61,22 +62,28 @@ class BaseLayer:
         )
         return buffer.getvalue()
 
+    def payload(self, small: np.ndarray, quality: int) -> bytes:
+        """The base as a file stores it: its AVIF in compact form where it can be (compact_avif.py)."""
+        rows, columns = small.shape[:2]
+        return shrink(self.encode(small, quality), columns, rows)
+
     def encode_within(self, small: np.ndarray, max_bytes: int) -> tuple[int, bytes]:
-        """(quality, file): the highest quality whose file has at most `max_bytes`, by bisection; the lowest
-        quality when none fits (its file is then larger than asked)."""
-        encode = functools.cache(lambda quality: self.encode(small, quality))
+        """(quality, payload): the highest quality whose payload has at most `max_bytes`, by bisection; the lowest
+        quality when none fits (its payload is then larger than asked)."""
+        encode = functools.cache(lambda quality: self.payload(small, quality))
         quality = highest_within(encode, *AVIF_QUALITIES, max_bytes)
         quality = AVIF_QUALITIES[0] if quality is None else quality
         return quality, encode(quality)
 
     def decode(self, data: bytes, shape: tuple[int, int]) -> np.ndarray:
-        """The base image from its AVIF file; a file that is not one AVIF image of the expected size, or whose AV1
-        frames could be larger (avif.py), is corrupt.
+        """The base image from its payload (an AVIF file or its compact form, compact_avif.py); one that is not one
+        AVIF image of the expected size, or whose AV1 frames could be larger (avif.py), is corrupt.
 
         Pillow's AVIF reader is called directly: Image.open would add Pillow's decompression-bomb check, whose
         error is not ours (a declared 16384x16384 was a 500). libavif's own failures reach Python as RuntimeError.
         """
         rows, columns = shape
+        data = expand(data, columns, rows)
         check_base(data, rows, columns)
         try:
             with AvifImagePlugin.AvifImageFile(io.BytesIO(data)) as decoded:

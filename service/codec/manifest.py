@@ -7,7 +7,8 @@ not feed.
 Format version 3 is the hybrid codec (service/codec/base.py): a `base_layer` section says how the image is made
 small and coded by AVIF, the one graph (`generator`, the upscaler) paints the full image from the decoded base, and
 each rate point is a target in bits per pixel instead of a count of latent channels. There is no encoder graph, no
-quantiser and no entropy table.
+quantiser and no entropy table. A hybrid model with mode sc names classes as version 2 does, its label map at the
+base's resolution; they do not enter its fingerprint, since its files decode without them (pipeline.py).
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ class Manifest:
         return "sc" in self.modes
 
     @property
+    def conditioned(self) -> bool:
+        """Whether the generator takes the preservation mask and label map: latent SC models' does; a hybrid
+        model's upscaler paints from the base alone, in either mode."""
+        return self.selective and not self.hybrid
+
+    @property
     def hybrid(self) -> bool:
         return self.base_layer is not None
 
@@ -145,7 +152,7 @@ class Manifest:
             for channel in self.context_frequencies:
                 for row in channel:
                     digest.update(struct.pack(f"<{levels}I", *row))
-        if self.selective:
+        if self.conditioned:  # a hybrid file decodes without its mask or labels
             digest.update(struct.pack("<2I", len(self.classes), self.label_downsampling))
         if self.base_layer is not None:
             digest.update(_BASE_LAYER_TAG)
@@ -218,9 +225,7 @@ def _parse(directory: Path, data: Any) -> Manifest:
     noise_channels = _typed(data, "noise_channels", int)
     if noise_channels < 0:
         raise ValueError("noise_channels must be >= 0")
-    modes = tuple(_typed(data, "modes", list))
-    if not modes or any(mode not in KNOWN_MODES for mode in modes):
-        raise ValueError(f"modes must be a non-empty subset of {list(KNOWN_MODES)}")
+    modes = _modes(data)
     downsampling = _positive(data, "downsampling")
     classes, label_downsampling = (), 0
     if "sc" in modes:
@@ -298,6 +303,10 @@ def _parse_hybrid(
     if "rate_points" not in data:
         raise KeyError("rate_points")
     rate_points, default_rate_point = _rate_points(data, 3, hybrid=True)
+    modes = _modes(data) if "modes" in data else ("gc",)
+    classes, label_downsampling = _selective(data, factor) if "sc" in modes else ((), 0)
+    if classes and label_downsampling != factor:
+        raise ValueError("a hybrid model's label map is at the base's resolution: label_downsampling = factor")
     return Manifest(
         directory=directory,
         id=model_id,
@@ -308,11 +317,13 @@ def _parse_hybrid(
         centres=(),
         downsampling=factor,
         noise_channels=0,
-        modes=("gc",),
+        modes=modes,
         precision=0,
         frequencies=(),
         training=_typed(data, "training", dict) if "training" in data else {},
         metrics=_typed(data, "metrics", dict) if "metrics" in data else {},
+        classes=classes,
+        label_downsampling=label_downsampling,
         rate_points=rate_points,
         default_rate_point=default_rate_point,
         base_layer=BaseLayer(factor, speed, subsampling),
@@ -370,6 +381,13 @@ def _rate_points(data: dict[str, Any], channels: int, hybrid: bool = False) -> t
     if default not in {p.id for p in points}:
         raise ValueError(f"default_rate_point {default!r} is not one of the rate points")
     return tuple(points), default
+
+
+def _modes(data: dict[str, Any]) -> tuple[str, ...]:
+    modes = tuple(_typed(data, "modes", list))
+    if not modes or any(mode not in KNOWN_MODES for mode in modes):
+        raise ValueError(f"modes must be a non-empty subset of {list(KNOWN_MODES)}")
+    return modes
 
 
 def _selective(data: dict[str, Any], downsampling: int) -> tuple[tuple[str, ...], int]:

@@ -148,7 +148,7 @@ class Model:
         """
         feeds = {"latent": latent}
         manifest = self.manifest
-        if manifest.selective:
+        if manifest.conditioned:
             rows, columns = latent.shape[2:]
             ratio = manifest.downsampling // manifest.label_downsampling
             label_shape = (1, len(manifest.classes), rows * ratio, columns * ratio)
@@ -241,9 +241,9 @@ class Model:
                 scale = 1
             else:
                 manifest = self.manifest
-                ratio = manifest.downsampling // manifest.label_downsampling if manifest.selective else 1
+                ratio = manifest.downsampling // manifest.label_downsampling if manifest.conditioned else 1
                 shapes = {"latent": (manifest.latent_channels + manifest.noise_channels, 1)}
-                if manifest.selective:  # the mask and label map reach the same cells: perturb them too
+                if manifest.conditioned:  # the mask and label map reach the same cells: perturb them too
                     shapes |= {"mask": (1, 1), "labels": (len(manifest.classes), ratio)}
                 feeds, changed_feeds = {}, {}
                 for name, (channels, step) in shapes.items():

@@ -21,10 +21,11 @@ from service.codec import detail
 from service.codec.base import BaseLayer
 from service.codec.container import Bitstream, Header, Mode, pack, unpack
 from service.codec.errors import CorruptBitstream, UnknownModel
+from service.codec.fill import SYNTHESISED_SHARE, fill_synthesised
 from service.codec.imageio import DEFAULT_MAX_PIXELS, DecodedImage, check_rgb, decode_image, encode_png
 from service.codec.model import Model
 from service.codec.registry import Registry
-from service.codec.selection import select
+from service.codec.selection import Selection, select
 from service.codec.selective import decode_kept, decode_labels, encode_kept, encode_labels
 from service.codec.tiling import Tile, plan
 
@@ -86,7 +87,7 @@ def compress(
     if selection is None and Mode.GC.name.lower() not in manifest.modes:
         raise UnknownModel(f"model {model.id} does not support global (gc) compression")
     if manifest.base_layer is not None:
-        return compress_hybrid(pixels, model, manifest.base_layer, rows, columns)
+        return compress_hybrid(pixels, model, manifest.base_layer, rows, columns, selection)
     bands = detail.band_count(height, width) if restore_detail and selection is None else 0
     # The encoder graph leaves the cores partly idle: measuring the detail beside it hides most of its time.
     measuring = _beside().submit(detail.measure, pixels, bands) if bands else None
@@ -104,14 +105,26 @@ def compress(
     return pack(header, payload, label_section)
 
 
-def compress_hybrid(pixels: np.ndarray, model: Model, layer: BaseLayer, rows: int, columns: int) -> bytes:
+def compress_hybrid(
+    pixels: np.ndarray, model: Model, layer: BaseLayer, rows: int, columns: int, selection: Selection | None = None
+) -> bytes:
     """Hybrid models: the image down-scaled to rows x columns and coded by AVIF at the highest quality whose file,
-    header included, fits the rate point's bits per pixel (base.py)."""
+    header included, fits the rate point's bits per pixel (base.py).
+
+    SC: the synthesised cells hold their class's smoothed colours (fill.py) and count SYNTHESISED_SHARE of a kept
+    cell in the budget. The decoder needs neither mask nor labels: the file is the base alone, in mode sc.
+    """
     height, width = pixels.shape[:2]
-    header = Header(model.id, model.fingerprint, width, height, Mode.GC)
-    target = math.floor(model.point.bits_per_pixel * width * height / 8)
+    small = layer.downscale(pixels, (rows, columns))
+    share, mode = 1.0, Mode.GC
+    if selection is not None:
+        small = fill_synthesised(small, selection.keep, selection.labels)
+        kept = float(selection.keep.mean())
+        share, mode = kept + (1 - kept) * SYNTHESISED_SHARE, Mode.SC
+    header = Header(model.id, model.fingerprint, width, height, mode)
+    target = math.floor(share * model.point.bits_per_pixel * width * height / 8)
     overhead = len(pack(header, bytes(target))) - target
-    _, payload = layer.encode_within(layer.downscale(pixels, (rows, columns)), target - overhead)
+    _, payload = layer.encode_within(small, target - overhead)
     return pack(header, payload)
 
 
@@ -226,8 +239,10 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
 def reconstruct_hybrid(bitstream: Bitstream, model: Model, layer: BaseLayer) -> np.ndarray:
     """Hybrid models: decode the AVIF base and let the upscaler (the model's generator) paint the image."""
     header = bitstream.header
-    if header.mode is not Mode.GC or header.seed is not None or header.detail is not None:
-        raise CorruptBitstream(f"model {model.id} makes plain gc files: no mask, noise seed or detail section")
+    if header.mode is Mode.SC and not model.manifest.selective:
+        raise CorruptBitstream(f"the file is in mode sc, which model {model.id} does not support")
+    if header.seed is not None or header.detail is not None or header.mask_from_labels or bitstream.labels is not None:
+        raise CorruptBitstream(f"model {model.id} makes files of one AVIF base: no noise seed, detail or labels")
     rows, columns = latent_size(header.width, header.height, layer.factor)
     base = layer.decode(bitstream.payload, (rows, columns))
     latent = np.empty((1, 3, rows, columns), np.float32)
