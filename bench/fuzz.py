@@ -87,6 +87,7 @@ from service.codec import (
 )
 from service.codec.avif import FRAME_HEADERS, SEQUENCE_HEADER, item_data, obus
 from service.codec.base import BaseLayer
+from service.codec.compact_avif import AV1C_BYTES
 from service.codec.container import leb128, pack
 from service.codec.entropy import EntropyCoder, context_count, integer_frequencies
 from service.codec.imageio import MAX_JPEG_SCANS, jpeg_scans
@@ -356,6 +357,17 @@ def hostile_bases(rows: int, columns: int) -> dict[str, bytes]:
         "300 zero bytes": bytes(300),
         "300 random bytes": np.random.default_rng(rows * 65536 + columns).bytes(300),
     }
+    record = good[good.find(b"av1C") + 4 :][:AV1C_BYTES]
+    large_sequence = "a full sequence header allowing 65536x65536 frames"
+    compact = {  # the same AV1 data in the compact form (compact_avif.py), whose boxes the decoder writes itself
+        "a 1024x1024 AV1 frame": item_data(_flat_avif(1024)),
+        large_sequence: item_data(cases[large_sequence]),
+        "two frames": item + frame,
+        "the AV1 data cut inside its frame": item[:-3],
+        "nothing after the av1C record": b"",
+        "300 random bytes after the av1C record": np.random.default_rng(rows + columns).bytes(300),
+    }
+    cases |= {f"compact: {name}": record + units for name, units in compact.items()}
     with contextlib.suppress(ImportError):
         import pillow_heif
 
