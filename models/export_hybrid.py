@@ -43,6 +43,7 @@ def export_hybrid(
     default_rate: float = DEFAULT_RATE,
     training: dict[str, Any] | None = None,
     classes: tuple[str, ...] = CAMVID_CLASSES,
+    version: str = "1",
 ) -> Path:
     """Write generator.onnx (weights stored in float16, computed in float32) and manifest.json; returns the
     manifest's path. The upscaler's own weights are rounded to float16 first, so it computes what the graph does.
@@ -65,7 +66,7 @@ def export_hybrid(
         "format": FORMAT,
         "format_version": HYBRID_FORMAT_VERSION,
         "id": model_id,
-        "version": "1",
+        "version": version,
         "graphs": {"generator": {"file": graph.name, "sha256": sha256_file(graph)}},
         "base_layer": {"codec": "avif", "factor": layer.factor, "speed": layer.speed, "subsampling": layer.subsampling},
         **({"modes": ["gc", "sc"], "classes": list(classes), "label_downsampling": layer.factor} if classes else {}),
@@ -103,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--id", required=True)
+    parser.add_argument(
+        "--version", default="1", help="the manifest's version: a new version ships beside the old, for old files"
+    )
+    parser.add_argument("--teacher", help="the checkpoint was distilled from this upscaler (models.distill_upscaler)")
     args = parser.parse_args(argv)
     if (args.checkpoint is None) == (args.prior is None):
         parser.error("give a checkpoint or --prior, not both")
@@ -111,11 +116,14 @@ def main(argv: list[str] | None = None) -> None:
         upscaler = CompactUpscaler(UpscalerConfig(**state["upscaler"]))
         upscaler.load_state_dict(state["ema"])
         training = {"steps": state["step"], "hours": round(state["hours"], 2), "config": state["config"]}
+        if args.teacher:
+            training["distilled_from"] = args.teacher
     elif args.graph:
         upscaler, training = GraphUpscaler(args.prior, factor=4), {"prior": args.prior, "steps": 0}
     else:
         upscaler, training = load_ncnn(args.prior), {"prior": args.prior, "steps": 0}
-    path = export_hybrid(upscaler, args.out, args.id, BaseLayer(factor=upscaler.factor), training=training)
+    layer = BaseLayer(factor=upscaler.factor)
+    path = export_hybrid(upscaler, args.out, args.id, layer, training=training, version=args.version)
     print(json.dumps({"manifest": str(path), "graph_bytes": (args.out / "generator.onnx").stat().st_size}))
 
 

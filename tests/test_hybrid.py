@@ -27,6 +27,7 @@ from service.codec.container import Header, Mode, pack
 
 torch = pytest.importorskip("torch")
 
+from models.data import SHARED_DATA  # noqa: E402
 from models.export_hybrid import RATES, export_hybrid, rate_point_id  # noqa: E402
 from models.upscaler import BackProjection, CompactUpscaler, UpscalerConfig, lanczos_taps, load_ncnn  # noqa: E402
 
@@ -302,3 +303,18 @@ def test_a_pretrained_graph_upscaler_exports_as_a_hybrid_model(tmp_path: Path) -
     registry = Registry.discover([out_dir], include_zoo=False)
     image = photo_like(60, 90)
     assert decompress(compress(image, registry.get()), registry).shape == image.shape
+
+
+def test_a_file_of_the_first_shipped_gc_hybrid_still_decodes() -> None:
+    """gc-hybrid version 2 (distilled) replaced version 1 as the default; version 1 stays installed beside it
+    (service/zoo/gc-hybrid.v1), so the files it made, their base a whole AVIF, find it by fingerprint."""
+    data = (Path(__file__).parent / "data" / "gc-hybrid-v1.gcx").read_bytes()
+    registry = Registry.discover()
+    header = unpack(data, 128 * 96).header
+    assert registry.for_header(header).manifest.version == "1"
+    assert registry.get(header.model_id).manifest.version == "2"
+    decoded = decompress(data, registry)
+    assert decoded.shape == (96, 128, 3)
+    original = Image.open(SHARED_DATA / "photos" / "025.webp").convert("RGB")
+    thumbnail = np.asarray(original.resize((128, 96), Image.Resampling.LANCZOS), np.float32)
+    assert np.abs(decoded - thumbnail).mean() < 20
