@@ -79,6 +79,7 @@ def ours_subjects(registry: Registry, model_ids: Iterable[str]) -> list[Subject]
             "channels": model.channels,
             "fingerprint": model.fingerprint.hex(),
             "format_version": DETAIL_VERSION,  # what the pipeline does around the graphs (detail restoration)
+            "hybrid_base": "compact",  # hybrid files store their base without the AVIF boxes (compact_avif.py)
             "onnxruntime": importlib.metadata.version("onnxruntime"),
             "providers": list(model.options.providers or default_providers()),
         }

@@ -47,33 +47,41 @@ MARGIN = 8
 
 
 def teach(teacher: Path, run_dir: Path, crops: int, crop: int, extra: list[Path], seed: int = 1) -> Path:
+    """Label `crops` more crops with the teacher, added to RUN_DIR/teacher.npz (written every 50 crops, so a stopped
+    run keeps what it labelled); each call draws new crops, its random stream keyed by the crops already there."""
     cfg = UpscalerTrainConfig()
     layer = BaseLayer()
     pairs = make_pairs(training_files(extra), layer, cfg, run_dir / "base-cache.pkl", np.random.default_rng(cfg.seed))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(teacher), options, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(seed)
+    path = run_dir / "teacher.npz"
+    labelled = dict(np.load(path)) if path.exists() else {}
+    rng = np.random.default_rng([seed, len(labelled.get("bases", ()))])
     side, factor = crop + 2 * MARGIN, layer.factor
-    bases = np.empty((crops, side, side, 3), np.uint8)
-    targets = np.empty((crops, crop * factor, crop * factor, 3), np.uint8)
-    originals = np.empty_like(targets)
+    bases, targets, originals = [], [], []
     started = time.monotonic()
-    for i in range(crops):
+    for i in range(1, crops + 1):
         pair = pairs[rng.integers(len(pairs))]
         while min(pair.base.shape[:2]) < side:
             pair = pairs[rng.integers(len(pairs))]
         top, left = rng.integers(pair.base.shape[0] - side + 1), rng.integers(pair.base.shape[1] - side + 1)
-        bases[i] = pair.base[top : top + side, left : left + side]
-        out = session.run(None, {"latent": to_tensor(bases[i]).numpy()})[0][0]
+        bases.append(pair.base[top : top + side, left : left + side])
+        out = session.run(None, {"latent": to_tensor(bases[-1]).numpy()})[0][0]
         inner = slice(MARGIN * factor, (MARGIN + crop) * factor)
-        targets[i] = np.rint(np.clip(out[:, inner, inner], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+        targets.append(np.rint(np.clip(out[:, inner, inner], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0))
         row, column = (top + MARGIN) * factor, (left + MARGIN) * factor
-        originals[i] = pair.original[row : row + crop * factor, column : column + crop * factor]
-        if i % 50 == 0:
-            print(f"{i}/{crops} crops, {time.monotonic() - started:.0f} s", flush=True)
-    path = run_dir / "teacher.npz"
-    np.savez(path, bases=bases, targets=targets, originals=originals)
+        originals.append(pair.original[row : row + crop * factor, column : column + crop * factor])
+        if i % 50 == 0 or i == crops:
+            new = {"bases": bases, "targets": targets, "originals": originals}
+            arrays = {
+                key: np.concatenate([labelled[key], np.stack(value)]) if labelled else np.stack(value)
+                for key, value in new.items()
+            }
+            partial = path.with_suffix(".partial.npz")
+            np.savez(partial, **arrays)
+            partial.replace(path)
+            print(f"{i}/{crops} crops, {len(arrays['bases'])} in all, {time.monotonic() - started:.0f} s", flush=True)
     return path
 
 
