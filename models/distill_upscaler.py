@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from models.checkpoint import load_checkpoint
 from models.data import to_tensor
 from models.train import update_ema
 from models.train_upscaler import (
+    Pair,
     UpscalerTrainConfig,
     UpscalerTrainer,
     make_pairs,
@@ -47,18 +49,25 @@ MARGIN = 8
 
 
 def teach(teacher: Path, run_dir: Path, crops: int, crop: int, extra: list[Path], seed: int = 1) -> Path:
-    """Label `crops` more crops with the teacher, added to RUN_DIR/teacher.npz (written every 50 crops, so a stopped
-    run keeps what it labelled); each call draws new crops, its random stream keyed by the crops already there."""
+    """Label `crops` more crops of the training bases with the teacher (an exported hybrid graph)."""
     cfg = UpscalerTrainConfig()
     layer = BaseLayer()
     pairs = make_pairs(training_files(extra), layer, cfg, run_dir / "base-cache.pkl", np.random.default_rng(cfg.seed))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(teacher), options, providers=["CPUExecutionProvider"])
-    path = run_dir / "teacher.npz"
+    return label(session, pairs, run_dir / "teacher.npz", crops, crop, layer.factor, seed)
+
+
+def label(
+    session: ort.InferenceSession, pairs: list[Pair], path: Path, crops: int, crop: int, factor: int, seed: int = 1
+) -> Path:
+    """Add `crops` crops to the set at `path` (written every 50 crops, so a stopped run keeps what it labelled):
+    (base with margin, teacher's centre, original's centre). Each call draws new crops: its random stream is keyed
+    by the number of crops already there."""
     labelled = dict(np.load(path)) if path.exists() else {}
     rng = np.random.default_rng([seed, len(labelled.get("bases", ()))])
-    side, factor = crop + 2 * MARGIN, layer.factor
+    side = crop + 2 * MARGIN
     bases, targets, originals = [], [], []
     started = time.monotonic()
     for i in range(1, crops + 1):
@@ -85,7 +94,17 @@ def teach(teacher: Path, run_dir: Path, crops: int, crop: int, extra: list[Path]
     return path
 
 
-def learn(run_dir: Path, init: Path, minutes: float, batch: int = 8, learning_rate: float = 1e-4) -> None:
+def learn(
+    run_dir: Path,
+    init: Path,
+    minutes: float,
+    batch: int = 8,
+    learning_rate: float = 1e-4,
+    stop: threading.Event | None = None,
+) -> None:
+    """Train the student on the teacher's crops for `minutes` or until `stop` is set, resuming RUN_DIR's checkpoint
+    (else starting from `init`), and checkpoint it every 5 minutes and at the end."""
+    stop = stop or threading.Event()
     data = np.load(run_dir / "teacher.npz")
     bases, targets, originals = data["bases"], data["targets"], data["originals"]
     checkpoint = run_dir / "checkpoint.pt"
@@ -98,10 +117,8 @@ def learn(run_dir: Path, init: Path, minutes: float, batch: int = 8, learning_ra
     factor, rng = model.config.factor, np.random.default_rng(trainer.step)
     inner = slice(MARGIN * factor, -MARGIN * factor)
     validation = validation_pairs(BaseLayer(factor=factor), run_dir)
-    stop = {"signal": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(signal=True))
     started = clock = last_save = time.monotonic()
-    while not stop["signal"] and time.monotonic() - started < minutes * 60:
+    while not stop.is_set() and time.monotonic() - started < minutes * 60:
         chosen = rng.integers(len(bases), size=batch)
         flip = rng.random() < 0.5
         x, teacher, original = (
@@ -146,7 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "teach":
         print(teach(args.teacher, args.run_dir, args.crops, args.crop, args.extra_data))
     else:
-        learn(args.run_dir, args.init, args.minutes)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a checkpoint, then exit
+        learn(args.run_dir, args.init, args.minutes, stop=stop)
 
 
 if __name__ == "__main__":
