@@ -1152,7 +1152,8 @@ Every hybrid seed file (model{"s" if len(hybrids) > 1 else ""} {", ".join(f"`{na
 re-packed, with a valid checksum, around each hostile base of `bench.fuzz.hostile_bases` made for its base's size
 (AVIFs of another size, declaring 0x0, 16384x16384 or 65535x65535, hiding a 1024x1024 AV1 frame, with a sequence
 header allowing 65536x65536 frames, two frames, an alpha item or a track; cut short; PNG, JPEG, WebP and HEIF
-files; garbage): each must be refused.
+files; garbage; and the hidden frame, the large sequence header, two frames, cut data and garbage again in the
+compact form, whose boxes the decoder writes itself): each must be refused.
 
 | Answer to {sum(hostile.values())} hybrid files with a hostile base | count | share |
 |---|---|---|
