@@ -41,7 +41,7 @@ from models.train_upscaler import (
     validate,
     validation_pairs,
 )
-from models.upscaler import CompactUpscaler, UpscalerConfig
+from models.upscaler import CompactUpscaler, UpscalerConfig, deepened
 from service.codec.base import BaseLayer
 
 MARGIN = 8
@@ -101,19 +101,25 @@ def learn(
     batch: int = 8,
     learning_rate: float = 1e-4,
     stop: threading.Event | None = None,
+    deepen: int = 0,
 ) -> None:
     """Train the student on the teacher's crops for `minutes` or until `stop` is set, resuming RUN_DIR's checkpoint
-    (else starting from `init`), and checkpoint it every 5 minutes and at the end."""
+    (else starting from `init`, with `deepen` more convolutions, models.upscaler.deepened), and checkpoint it every
+    5 minutes and at the end. The student starts from the averaged weights, which the average also starts from."""
     stop = stop or threading.Event()
     data = np.load(run_dir / "teacher.npz")
     bases, targets, originals = data["bases"], data["targets"], data["originals"]
     checkpoint = run_dir / "checkpoint.pt"
-    state = load_checkpoint(checkpoint if checkpoint.exists() else init)
+    resuming = checkpoint.exists()
+    state = load_checkpoint(checkpoint if resuming else init)
     model = CompactUpscaler(UpscalerConfig(**state["upscaler"]))
+    model.load_state_dict(state["ema"])
+    if deepen and not resuming:
+        model = deepened(model, deepen)
     cfg = UpscalerTrainConfig(learning_rate=learning_rate, batch=batch)
     trainer = UpscalerTrainer(cfg, model, run_dir)
-    trainer.restore({k: v for k, v in state.items() if not k.endswith("optimizer")})
-    trainer.model.load_state_dict(state["ema"])  # the student starts from the averaged weights
+    trainer.discriminator.load_state_dict(state["discriminator"])  # unused here; kept for GAN fine-tuning after
+    trainer.step, trainer.hours = state["step"], state["hours"]
     factor, rng = model.config.factor, np.random.default_rng(trainer.step)
     inner = slice(MARGIN * factor, -MARGIN * factor)
     validation = validation_pairs(BaseLayer(factor=factor), run_dir)
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     learning = commands.add_parser("learn")
     learning.add_argument("--init", type=Path, required=True, help="the student's start (a train_upscaler checkpoint)")
     learning.add_argument("--minutes", type=float, default=40)
+    learning.add_argument("--deepen", type=int, default=0, help="starting from --init: this many more convolutions")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.run_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a checkpoint, then exit
-        learn(args.run_dir, args.init, args.minutes, stop=stop)
+        learn(args.run_dir, args.init, args.minutes, stop=stop, deepen=args.deepen)
 
 
 if __name__ == "__main__":

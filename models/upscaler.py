@@ -10,6 +10,7 @@ from AVIF (models/train_upscaler.py).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,28 @@ class CompactUpscaler(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.body(x) + F.interpolate(x, scale_factor=self.config.factor, mode="nearest")
         return y if self.project is None else self.project(y, x)
+
+
+def deepened(upscaler: CompactUpscaler, extra: int) -> CompactUpscaler:
+    """The network with `extra` more convolutions (each with its PReLU) before the last one, each starting as the
+    identity (a centred unit kernel, no bias, PReLU slope 1): it computes what `upscaler` does until trained, with
+    room for more. The distilled student is at what its 16 convolutions can take (docs/training.md, "v8")."""
+    config = dataclasses.replace(upscaler.config, convolutions=upscaler.config.convolutions + extra)
+    model = CompactUpscaler(config)
+    old, new = list(upscaler.body), list(model.body)
+    kept = len(old) - 2  # every layer up to the last convolution, which (with the shuffle) stays last
+    width = config.features
+    with torch.no_grad():
+        for source, target in zip(old[:kept] + old[-2:], new[:kept] + new[-2:], strict=True):
+            target.load_state_dict(source.state_dict())
+        for layer in new[kept : kept + 2 * extra]:
+            if isinstance(layer, nn.Conv2d):
+                layer.weight.zero_()
+                layer.bias.zero_()
+                layer.weight[range(width), range(width), 1, 1] = 1.0
+            else:
+                layer.weight.fill_(1.0)
+    return model
 
 
 def ncnn_model_dir() -> Path:

@@ -82,3 +82,30 @@ def test_the_student_moves_towards_the_teacher_and_exports(teacher: ort.Inferenc
     registry = Registry.discover([tmp_path / "student"], include_zoo=False)
     image = photo_like(64, 96)
     assert decompress(compress(image, registry.get()), registry).shape == image.shape
+
+
+def test_a_deepened_student_computes_what_it_did_until_trained() -> None:
+    from models.upscaler import deepened
+
+    torch.manual_seed(4)
+    small = CompactUpscaler(UpscalerConfig(features=8, convolutions=2))
+    deeper = deepened(small, 3)
+    assert deeper.config.convolutions == 5
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in deeper.body) == 2 + 5  # first, middle, last
+    x = torch.rand(1, 3, 12, 10) * 2 - 0.5  # negative values too: the new PReLUs must pass them unchanged
+    with torch.no_grad():
+        assert torch.allclose(deeper(x), small(x), atol=1e-5)
+
+
+def test_learning_from_init_can_start_deeper(teacher: ort.InferenceSession, tmp_path: Path) -> None:
+    label(teacher, pairs(), tmp_path / "teacher.npz", 4, CROP, 4)
+    start = UpscalerTrainer(
+        UpscalerTrainConfig(), CompactUpscaler(UpscalerConfig(features=8, convolutions=1)), tmp_path
+    )
+    init = tmp_path / "init.pt"
+    torch.save(start.state(), init)
+    learn(tmp_path, init, minutes=0.005, batch=2, deepen=2)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["upscaler"]["convolutions"] == 3
+    learn(tmp_path, init, minutes=0.005, batch=2, deepen=2)  # resuming: deepened once, not again
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["upscaler"]["convolutions"] == 3
