@@ -64,7 +64,9 @@ function showError(error) {
 async function loadModels() {
   const select = $("model");
   try {
-    state.models = await api.models();
+    // Older versions of an id stay installed to decode their files; compression by id uses the first listed.
+    const listed = await api.models();
+    state.models = listed.filter((entry, i) => listed.findIndex((other) => other.id === entry.id) === i);
   } catch (error) {
     state.models = [];
     select.replaceChildren(new Option("(models unavailable)", ""));
