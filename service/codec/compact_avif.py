@@ -29,12 +29,11 @@ _COLOUR = struct.pack(">4sHHHB", b"nclx", 1, 13, 6, 0x80)
 def shrink(avif: bytes, columns: int, rows: int) -> bytes:
     """The compact payload for a columns x rows AVIF, or the AVIF itself when its boxes are not the usual ones."""
     start = avif.find(b"av1C")
-    if start < 4:
+    if start < 4 or len(avif) < _BOXES_BYTES:
         return avif
     record = avif[start + 4 : start + 4 + AV1C_BYTES]
-    header = len(_boxes(record, columns, rows, 0))
-    compact = record + avif[header:]
-    return compact if _boxes(record, columns, rows, len(avif) - header) + avif[header:] == avif else avif
+    boxes = _boxes(record, columns, rows, len(avif) - _BOXES_BYTES)
+    return record + avif[_BOXES_BYTES:] if avif.startswith(boxes) else avif
 
 
 def expand(payload: bytes, columns: int, rows: int) -> bytes:
@@ -77,3 +76,7 @@ def _box(kind: bytes, body: bytes) -> bytes:
 
 def _full_box(kind: bytes, body: bytes, version: int = 0) -> bytes:
     return _box(kind, struct.pack(">I", version << 24) + body)
+
+
+_BOXES_BYTES = len(_boxes(bytes(AV1C_BYTES), 1, 1, 0))
+"""The boxes' length, whatever the size and record: every field in them has a fixed width (275 bytes)."""

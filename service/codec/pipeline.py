@@ -202,10 +202,10 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
     zero too (a centre, as in training).
     """
     header, manifest = bitstream.header, model.manifest
-    if manifest.base_layer is not None:
-        return reconstruct_hybrid(bitstream, model, manifest.base_layer)
     if header.mode is Mode.SC and not manifest.selective:
         raise CorruptBitstream(f"the file is in mode sc, which model {model.id} does not support")
+    if manifest.base_layer is not None:
+        return reconstruct_hybrid(bitstream, model, manifest.base_layer)
     if (header.seed is not None) != (manifest.noise_channels > 0):
         raise CorruptBitstream("the noise seed's presence does not match the model's noise channels")
     if header.detail is not None and len(header.detail) > detail.band_count(header.height, header.width):
@@ -239,8 +239,6 @@ def reconstruct(bitstream: Bitstream, model: Model) -> np.ndarray:
 def reconstruct_hybrid(bitstream: Bitstream, model: Model, layer: BaseLayer) -> np.ndarray:
     """Hybrid models: decode the AVIF base and let the upscaler (the model's generator) paint the image."""
     header = bitstream.header
-    if header.mode is Mode.SC and not model.manifest.selective:
-        raise CorruptBitstream(f"the file is in mode sc, which model {model.id} does not support")
     if header.seed is not None or header.detail is not None or header.mask_from_labels or bitstream.labels is not None:
         raise CorruptBitstream(f"model {model.id} makes files of one AVIF base: no noise seed, detail or labels")
     rows, columns = latent_size(header.width, header.height, layer.factor)
