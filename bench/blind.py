@@ -31,7 +31,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from bench import images
-from bench.codecs import AT_OUR_BYTES, CODECS, Codec, Made, lanczos
+from bench.codecs import AT_OUR_BYTES, CODECS, Codec, Made
+from bench.enlargers import lanczos
 from bench.sheet import save_png
 from models.data import HELD_OUT_PHOTOS
 from service.codec import Registry, compress, decompress

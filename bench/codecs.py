@@ -15,7 +15,9 @@ produce, which at our rates is where the comparison happens.
 
 What a user would pick instead at our rates: downscale, code the small image, upscale after decoding. `avif-down`
 is made directly at no more than our file's bytes (AT_OUR_BYTES), not swept: Lanczos down by 2, 3 and 4, AVIF as
-above at the highest quality that fits, Lanczos back up; the factor with the best PSNR is kept.
+above at the highest quality that fits, Lanczos back up; the factor with the best PSNR is kept. `avif-down-sr` is
+the same at a quarter of each side, enlarged by Real-ESRGAN (`realesrgan-x4plus`, which our [train] extra ships;
+bench/enlargers.py) instead of Lanczos: what a user with that network would run.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, features
 
+from bench.enlargers import LANCZOS, Enlarger, PretrainedNetwork, lanczos
 from service.codec.base import highest_within
 
 Setting = int | float
@@ -252,11 +255,6 @@ CODECS: dict[str, Codec] = {
 """JPEG 2000's target is a compression ratio against 24-bit RGB, so `target bpp` is met up to its headers."""
 
 
-def lanczos(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Pillow's Lanczos resampling (its support widens with the factor when shrinking, so it also filters)."""
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
-
-
 @dataclass(frozen=True)
 class Downscaled:
     """A codec applied to a Lanczos-downscaled image and Lanczos-upscaled after decoding: at our rates, what a user
@@ -266,9 +264,10 @@ class Downscaled:
     label: str
     codec: Codec
     factors: tuple[int, ...] = (2, 3, 4)
+    enlarger: Enlarger = LANCZOS
 
     def available(self) -> bool:
-        return self.codec.available()
+        return self.codec.available() and self.enlarger.available()
 
     def describe(self) -> dict[str, object]:
         return {
@@ -277,43 +276,55 @@ class Downscaled:
             "setting": f"at most our file's bytes: {self.codec.label} at its highest fitting {self.codec.setting_name}"
             f" after a Lanczos downscale by {', '.join(map(str, self.factors))} (the best PSNR kept)",
             "version": self.codec.version(),
+            **self.enlarger.describe(),
         }
 
     def _size(self, image: np.ndarray, factor: int) -> tuple[int, int]:
         return max(1, round(image.shape[1] / factor)), max(1, round(image.shape[0] / factor))
 
-    def within(self, image: np.ndarray, target: int) -> Made:
-        """Each factor's file at the highest quality within `target` bytes, enlarged back; the one with the best
-        PSNR (a person would pick by eye; PSNR is the fair automatic pick). Where no factor fits, the smallest
-        file, over budget."""
+    def _made(self, image: np.ndarray, factor: int, target: int) -> tuple[Made, float]:
+        """The factor's file at the highest quality within `target` bytes, decoded and enlarged back, and the
+        seconds that decoding and enlarging took."""
+        small = self.codec.within(lanczos(image, *self._size(image, factor)), target)
+        start = time.perf_counter()
+        enlarged = self.enlarger.enlarge(self.codec.decode(small.data), image.shape[1], image.shape[0])
+        seconds = time.perf_counter() - start
+        return Made(small.setting, small.data, enlarged, factor, small.over_budget), seconds
+
+    def _chosen(self, image: np.ndarray, target: int) -> tuple[Made, float]:
+        """Of every factor's file, the one with the best PSNR (a person would pick by eye; PSNR is the fair
+        automatic pick); where no factor fits, the smallest file, over budget."""
         from bench.metrics import psnr  # bench.metrics imports torch: only when this codec runs
 
-        made = []
-        for factor in self.factors:
-            small = self.codec.within(lanczos(image, *self._size(image, factor)), target)
-            enlarged = lanczos(small.decoded, image.shape[1], image.shape[0])
-            made.append(Made(small.setting, small.data, enlarged, factor, small.over_budget))
-        fitting = [m for m in made if not m.over_budget]
+        made = [self._made(image, factor, target) for factor in self.factors]
+        fitting = [m for m in made if not m[0].over_budget]
         if not fitting:
-            return min(made, key=lambda m: len(m.data))
-        return max(fitting, key=lambda m: psnr(image, m.decoded))
+            return min(made, key=lambda m: len(m[0].data))
+        return max(fitting, key=lambda m: psnr(image, m[0].decoded))
+
+    def within(self, image: np.ndarray, target: int) -> Made:
+        """The best factor's file within `target` bytes, enlarged back (_chosen)."""
+        return self._chosen(image, target)[0]
 
     near_bytes = within
 
     def round_trip(self, image: np.ndarray, target: int) -> Encoded:
-        """The chosen file made and read again, timed: downscale and code; decode and upscale (the choice is not)."""
-        chosen = self.within(image, target)
+        """The chosen file, timed: its encode made again (downscale and code); its decode and enlargement as timed
+        while choosing, so a slow enlarger runs once per factor (the choice itself is not timed)."""
+        chosen, decode_seconds = self._chosen(image, target)
         start = time.perf_counter()
         data = self.codec.encode(lanczos(image, *self._size(image, chosen.factor)), chosen.setting)
-        middle = time.perf_counter()
-        decoded = lanczos(self.codec.decode(data), image.shape[1], image.shape[0])
-        end = time.perf_counter()
+        encode_seconds = time.perf_counter() - start
         details = {"factor": chosen.factor, "quality": chosen.setting, "over_budget": chosen.over_budget}
-        return Encoded(data, decoded, middle - start, end - middle, details)
+        return Encoded(data, chosen.decoded, encode_seconds, decode_seconds, details)
 
 
 AT_OUR_BYTES: dict[str, Downscaled] = {
-    codec.name: codec for codec in (Downscaled("avif-down", "AVIF, downscaled", CODECS["avif"]),)
+    codec.name: codec
+    for codec in (
+        Downscaled("avif-down", "AVIF, downscaled", CODECS["avif"]),
+        Downscaled("avif-down-sr", "AVIF, downscaled, + Real-ESRGAN", CODECS["avif"], (4,), PretrainedNetwork()),
+    )
 }
 """Codecs made per image at no more than our file's bytes at each rate point (bench.evaluate), not swept."""
 AnyCodec = Codec | Downscaled

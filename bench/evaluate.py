@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--no-zoo", action="store_true", help="only the --model-dir models, not the shipped ones")
     what.add_argument("--codec", choices=[*codecs.AT_OUR_BYTES, *codecs.CODECS], action="append",
                       help="default: every available one")  # fmt: skip
+    what.add_argument("--slow-at", action="append", metavar="MODEL",
+                      help="rate points at which codecs enlarged by a network (avif-down-sr: about 40 s a photo on a "
+                      "CPU) are made (repeatable; default: the default rate point)")  # fmt: skip
     what.add_argument("--no-learned", action="store_true", help="skip LPIPS and FID even where weights are local")
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     machine = reporting.machine_name()
     evaluator = Evaluator(
         ours_subjects(registry, model_ids)
-        + at_our_bytes_subjects(at_our_bytes.values(), model_ids)
+        + at_our_bytes_subjects(at_our_bytes.values(), model_ids, args.slow_at or [default])
         + classical_subjects(chosen.values()),
         PointCache(None if args.no_cache else (args.cache or args.out / "cache")),
         learned,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,12 +48,16 @@ def classical_subjects(codecs: Iterable[Codec]) -> list[Subject]:
     return subjects
 
 
-def at_our_bytes_subjects(codecs: Iterable[Downscaled], model_ids: Iterable[str]) -> list[Subject]:
-    """Each codec made at no more than our file's bytes, once per rate point; list them after ours_subjects."""
+def at_our_bytes_subjects(
+    codecs: Iterable[Downscaled], model_ids: Iterable[str], slow_ids: Collection[str]
+) -> list[Subject]:
+    """Each codec made at no more than our file's bytes, once per rate point (a slow one, enlarged by a network,
+    only at `slow_ids`); list them after ours_subjects."""
     return [
         Subject(codec.name, model_id, codec.describe(), lambda x, budget, c=codec: c.round_trip(x, budget), model_id)
         for codec in codecs
         for model_id in model_ids
+        if not codec.enlarger.slow or model_id in slow_ids
     ]
 
 

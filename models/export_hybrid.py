@@ -102,6 +102,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="--prior is any ncnn upscaler (e.g. realesrgan-x4plus, for GPUs), run as its graph says",
     )
+    parser.add_argument(
+        "--no-back-projection",
+        action="store_true",
+        help="with --graph: the network's output as it is (blind, RRDBNet's looked better without it)",
+    )
+    parser.add_argument("--speed", type=int, default=BaseLayer.speed, help="libavif's speed for the base (0-10)")
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--id", required=True)
     parser.add_argument(
@@ -119,10 +125,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.teacher:
             training["distilled_from"] = args.teacher
     elif args.graph:
-        upscaler, training = GraphUpscaler(args.prior, factor=4), {"prior": args.prior, "steps": 0}
+        upscaler = GraphUpscaler(args.prior, factor=4, back_projection=not args.no_back_projection)
+        training = {"prior": args.prior, "steps": 0}
     else:
         upscaler, training = load_ncnn(args.prior), {"prior": args.prior, "steps": 0}
-    layer = BaseLayer(factor=upscaler.factor)
+    layer = BaseLayer(factor=upscaler.factor, speed=args.speed)
     path = export_hybrid(upscaler, args.out, args.id, layer, training=training, version=args.version)
     print(json.dumps({"manifest": str(path), "graph_bytes": (args.out / "generator.onnx").stat().st_size}))
 

@@ -64,6 +64,11 @@ class UpscalerTrainConfig:
     checkpoint_minutes: float = 5.0
     seed: int = 0
 
+    @property
+    def adversarial(self) -> bool:
+        """Whether the GAN terms count: with both weights 0 the upscaler learns from its pixel losses alone."""
+        return bool(self.gan_weight or self.feature_matching_weight)
+
 
 class Discriminator(nn.Module):
     """PatchGANs at full and half scale (models/networks.py's PatchDiscriminator), images in [-1, 1]."""
@@ -209,40 +214,32 @@ class UpscalerTrainer:
         self.step, self.hours = state["step"], state["hours"]
 
     def train_step(self, bases: Tensor, originals: Tensor) -> dict[str, float]:
+        """One step; with no adversarial weight (cfg.adversarial) the discriminator is neither run nor trained."""
         cfg, factor = self.cfg, self.model.config.factor
         fake = self.model(bases)
-        self.d_optimizer.zero_grad(set_to_none=True)
-        real_out = self.discriminator(originals)
-        d_loss = lsgan_loss(self.discriminator(fake.detach()), 0.0) + lsgan_loss(real_out, 1.0)
-        d_loss.backward()
-        self.d_optimizer.step()
-
-        # Feature matching compares with the real images' features from before this step's update (detached):
-        # one discriminator pass fewer per step, for features one small update old.
+        logs: dict[str, float] = {}
+        adversarial = torch.zeros(())
+        if cfg.adversarial:
+            self.d_optimizer.zero_grad(set_to_none=True)
+            real_out = self.discriminator(originals)
+            d_loss = lsgan_loss(self.discriminator(fake.detach()), 0.0) + lsgan_loss(real_out, 1.0)
+            d_loss.backward()
+            self.d_optimizer.step()
+            # Feature matching compares with the real images' features from before this step's update (detached):
+            # one discriminator pass fewer per step, for features one small update old.
+            fake_out = self.discriminator(fake)
+            gan, matching = lsgan_loss(fake_out, 1.0), feature_matching_loss(fake_out, real_out)
+            adversarial = cfg.gan_weight * gan + cfg.feature_matching_weight * matching
+            logs = {"gan": gan.item(), "feature_matching": matching.item(), "discriminator": d_loss.item()}
         self.g_optimizer.zero_grad(set_to_none=True)
-        fake_out = self.discriminator(fake)
         l1 = F.l1_loss(fake, originals)
         lowpass = F.l1_loss(F.avg_pool2d(fake, factor), F.avg_pool2d(originals, factor))
-        gan = lsgan_loss(fake_out, 1.0)
-        matching = feature_matching_loss(fake_out, real_out)
-        loss = (
-            cfg.l1_weight * l1
-            + cfg.lowpass_weight * lowpass
-            + cfg.gan_weight * gan
-            + cfg.feature_matching_weight * matching
-        )
+        loss = cfg.l1_weight * l1 + cfg.lowpass_weight * lowpass + adversarial
         loss.backward()
         self.g_optimizer.step()
         update_ema(self.ema, self.model, self.step, cfg.ema_decay)
         mse = F.mse_loss(fake.detach().clamp(0, 1), originals).item()
-        return {
-            "train_psnr": psnr(mse),
-            "l1": l1.item(),
-            "lowpass": lowpass.item(),
-            "gan": gan.item(),
-            "feature_matching": matching.item(),
-            "discriminator": d_loss.item(),
-        }
+        return {"train_psnr": psnr(mse), "l1": l1.item(), "lowpass": lowpass.item(), **logs}
 
     def save(self) -> None:
         save_checkpoint(self.state(), self.run_dir / "checkpoint.pt")
@@ -303,6 +300,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("runs/upscaler"))
     parser.add_argument("--init", type=Path, help="start from this checkpoint when the run has none")
     parser.add_argument("--prior", default="realesr-animevideov3-x4", help="ncnn weights to start from, else none")
+    scratch = parser.add_argument_group("a new run with --prior none: the network, from random weights")
+    scratch.add_argument("--factor", type=int, default=UpscalerConfig.factor)
+    scratch.add_argument("--features", type=int, default=UpscalerConfig.features)
+    scratch.add_argument("--convolutions", type=int, default=UpscalerConfig.convolutions)
+    new_run = parser.add_argument_group("a new run's training settings (a resumed run keeps its own)")
+    new_run.add_argument("--learning-rate", type=float, default=UpscalerTrainConfig.learning_rate)
+    new_run.add_argument("--qualities", type=int, nargs=2, default=UpscalerTrainConfig.qualities,
+                         metavar=("LOW", "HIGH"), help="AVIF qualities drawn for the training bases")  # fmt: skip
+    new_run.add_argument("--pixel-only", action="store_true", help="L1 and the coarse anchor alone: no GAN terms")
     parser.add_argument("--extra-data", type=Path, action="append", default=[], help="another folder of photos")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--threads", type=int)
@@ -315,14 +321,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     state = load_checkpoint(checkpoint) if checkpoint.exists() else load_checkpoint(args.init) if args.init else None
-    cfg = UpscalerTrainConfig()
     if state:
         cfg = UpscalerTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    else:
+        adversarial = {"gan_weight": 0.0, "feature_matching_weight": 0.0} if args.pixel_only else {}
+        cfg = UpscalerTrainConfig(learning_rate=args.learning_rate, qualities=tuple(args.qualities), **adversarial)
     torch.manual_seed(cfg.seed)
     if state:
         model = CompactUpscaler(UpscalerConfig(**state["upscaler"]))
+    elif args.prior != "none":
+        model = load_ncnn(args.prior)
     else:
-        model = load_ncnn(args.prior) if args.prior != "none" else CompactUpscaler()
+        model = CompactUpscaler(UpscalerConfig(args.factor, args.features, args.convolutions))
     layer = BaseLayer(factor=model.factor)
     rng = np.random.default_rng(cfg.seed + (state["step"] if state else 0))
     files = training_files(args.extra_data)

@@ -146,14 +146,15 @@ def load_ncnn(
 
 
 class GraphUpscaler(nn.Module):
-    """Any pretrained ncnn upscaler (e.g. Real-ESRGAN's RRDBNet, `realesrgan-x4plus`), run as its graph says, with
-    the back-projection onto its input: not trainable here, exported as it comes."""
+    """Any pretrained ncnn upscaler (e.g. Real-ESRGAN's RRDBNet, `realesrgan-x4plus`), run as its graph says,
+    optionally with the back-projection onto its input: not trainable here, exported as it comes."""
 
-    def __init__(self, name: str, factor: int, model_dir: Path | None = None) -> None:
+    def __init__(self, name: str, factor: int, model_dir: Path | None = None, back_projection: bool = True) -> None:
         super().__init__()
         self.graph = ncnn.Graph(ncnn.read(model_dir or ncnn_model_dir(), name))
         self.factor = factor
-        self.project = BackProjection(factor)
+        self.project = BackProjection(factor) if back_projection else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.project(self.graph(x), x)
+        y = self.graph(x)
+        return y if self.project is None else self.project(y, x)

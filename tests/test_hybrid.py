@@ -137,6 +137,29 @@ def test_encode_within_takes_the_highest_quality_that_fits() -> None:
     assert len(layer.encode(small, quality + 1)) > budget or quality == 100
 
 
+def test_the_quality_search_gives_bisections_answer_in_fewer_encodes() -> None:
+    """highest_within aims by interpolated log size: on files that grow exponentially with quality, as AVIF's
+    about do, at most 6 encodes where bisection takes 8-9; on any growing sizes (plateaus, jumps) the same answer
+    as trying every quality."""
+    from service.codec.base import highest_within
+
+    rng = np.random.default_rng(3)
+    curves = [[round(300 * 1.045**q) for q in range(101)]]
+    curves += [np.cumsum(rng.integers(0, 60, 101) * (rng.random(101) < 0.6)).tolist() for _ in range(30)]
+    for sizes in curves:
+        for target in [*rng.integers(sizes[0], sizes[-1] + 2, 20), sizes[0] - 1, sizes[-1]]:
+            calls: list[int] = []
+
+            def encode(quality: int, sizes: list[int] = sizes, calls: list[int] = calls) -> bytes:
+                calls.append(quality)
+                return bytes(sizes[quality])
+
+            fitting = [q for q, size in enumerate(sizes) if size <= target]
+            assert highest_within(encode, 0, 100, int(target)) == (max(fitting) if fitting else None)
+            if sizes is curves[0]:
+                assert len(calls) <= 6, (target, calls)
+
+
 def test_back_projection_reduces_like_pillows_lanczos() -> None:
     image = photo_like(96, 128, seed=2)
     ours = BackProjection(4).down(torch.tensor(image).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy()
@@ -224,6 +247,23 @@ def test_hybrid_and_latent_models_have_different_fingerprints(hybrid_dir: Path, 
     assert load_manifest(hybrid_dir).fingerprint() != load_manifest(model_dir).fingerprint()
 
 
+def test_a_pixel_only_upscaler_step_leaves_the_discriminator_alone() -> None:
+    """--pixel-only (both adversarial weights 0): L1 and the coarse anchor train the upscaler; the discriminator is
+    neither run nor updated, and its losses are not logged."""
+    from models.train_upscaler import Pair, UpscalerTrainConfig, UpscalerTrainer, sample_batch
+
+    cfg = UpscalerTrainConfig(crop=8, batch=2, discriminator_widths=(4, 8), gan_weight=0, feature_matching_weight=0)
+    trainer = UpscalerTrainer(cfg, CompactUpscaler(UpscalerConfig(2, features=8, convolutions=1)), Path("."))
+    before = [p.clone() for p in trainer.discriminator.parameters()]
+    weights = [p.clone() for p in trainer.model.parameters()]
+    original = photo_like(32, 32)
+    pair = Pair(original, np.asarray(Image.fromarray(original).resize((16, 16), Image.Resampling.LANCZOS)))
+    logs = trainer.train_step(*sample_batch([pair], cfg, 2, np.random.default_rng(0)))
+    assert set(logs) == {"train_psnr", "l1", "lowpass"}
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.discriminator.parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(weights, trainer.model.parameters(), strict=True))
+
+
 def test_an_upscaler_training_step_and_its_seed_resume_the_same_weights(tmp_path: Path) -> None:
     from models.train_upscaler import Pair, UpscalerTrainConfig, UpscalerTrainer, sample_batch, write_seed
 
@@ -303,6 +343,9 @@ def test_a_pretrained_graph_upscaler_exports_as_a_hybrid_model(tmp_path: Path) -
     registry = Registry.discover([out_dir], include_zoo=False)
     image = photo_like(60, 90)
     assert decompress(compress(image, registry.get()), registry).shape == image.shape
+    plain = GraphUpscaler("tiny", 4, tmp_path, back_projection=False)
+    x = torch.rand(1, 3, 6, 5)
+    assert torch.equal(plain(x), plain.graph(x)), "without back-projection: the network's output as it is"
 
 
 def test_a_file_of_the_first_shipped_gc_hybrid_still_decodes() -> None:

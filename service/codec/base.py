@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,17 +26,38 @@ AVIF_QUALITIES = (0, 100)
 
 
 def highest_within(encode: Callable[[int], bytes], low: int, high: int, target: int) -> int | None:
-    """The highest setting in [low, high] whose file is at most `target` bytes (bisection: files grow with the
-    setting); None if even `low`'s is larger. The benchmarks search the classical codecs' settings with it too."""
-    if len(encode(low)) > target:
+    """The highest setting in [low, high] whose file is at most `target` bytes (files grow with the setting); None
+    if even `low`'s is larger. The benchmarks search the classical codecs' settings with it too.
+
+    Each probe is aimed where the log of the file size, a straight line through the two nearest settings tried
+    (AVIF's files grow about exponentially with quality), meets the target; bisection instead for the first probe
+    and after two probes that moved the same end. About two thirds of bisection's encodes, the same answer."""
+    sizes: dict[int, float] = {}
+
+    def fits(setting: int) -> bool:
+        size = len(encode(setting))
+        sizes[setting] = math.log(max(size, 1))
+        return size <= target
+
+    if not fits(low):
         return None
-    while high - low > 1:  # invariant: low fits; every setting at or above a tried high does not
-        middle = (low + high) // 2
-        if len(encode(middle)) <= target:
-            low = middle
+    goal = math.log(max(target, 1))
+    above: int | None = None  # the lowest setting known to be too large
+    below: int | None = None  # the fitting setting tried before `low`
+    moved: list[bool] = []  # which end each probe moved: True for `low`
+    while (top := high if above is None else above - 1) > low:
+        probe = (low + top + 1) // 2
+        near = below if above is None else above
+        if near is not None and moved[-2:] not in ([True, True], [False, False]):
+            slope = (sizes[near] - sizes[low]) / (near - low)
+            if slope > 0:
+                probe = min(max(low + math.floor((goal - sizes[low]) / slope), low + 1), top)
+        moved.append(fits(probe))
+        if moved[-1]:
+            below, low = low, probe
         else:
-            high = middle
-    return high if len(encode(high)) <= target else low
+            above = probe
+    return low
 
 
 @dataclass(frozen=True)
