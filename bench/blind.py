@@ -111,7 +111,8 @@ Box = tuple[int, int, int, int]
 
 def detail_crops(image: np.ndarray, layout: Layout, rng: np.random.Generator) -> list[Box]:
     """`layout.crops` crops of the original with the most detail (mean absolute luma gradient) among seeded random
-    positions, not overlapping each other where the image leaves room; chosen on the original alone."""
+    positions, not overlapping each other where the image leaves room, else sharing the fewest pixels with those
+    chosen (not a near copy of one); chosen on the original alone."""
     height, width = image.shape[:2]
     side_w, side_h = min(layout.crop, width), min(layout.crop, height)
     luma = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
@@ -127,14 +128,17 @@ def detail_crops(image: np.ndarray, layout: Layout, rng: np.random.Generator) ->
         dict.fromkeys((int(lefts[i]), int(tops[i]), side_w, side_h) for i in np.argsort(-scores, kind="stable"))
     )
 
-    def overlaps(a: Box, b: Box) -> bool:
-        return abs(a[0] - b[0]) < side_w and abs(a[1] - b[1]) < side_h
+    def shared(a: Box, b: Box) -> int:
+        """The pixels two crops share."""
+        return max(0, side_w - abs(a[0] - b[0])) * max(0, side_h - abs(a[1] - b[1]))
 
     chosen: list[Box] = []
-    for box in ranked:
-        if len(chosen) < layout.crops and not any(overlaps(box, c) for c in chosen):
-            chosen.append(box)
-    return chosen + [box for box in ranked if box not in chosen][: layout.crops - len(chosen)]
+    while len(chosen) < min(layout.crops, len(ranked)):
+        # the most detailed crop that shares least with those chosen: none where the image leaves room
+        chosen.append(
+            min((b for b in ranked if b not in chosen), key=lambda b: max((shared(b, c) for c in chosen), default=0))
+        )
+    return chosen
 
 
 def views(image: np.ndarray, layout: Layout, rng: np.random.Generator) -> dict[str, Box]:

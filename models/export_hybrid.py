@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         help="with --graph: the network's output as it is (blind, RRDBNet's looked better without it)",
     )
     parser.add_argument("--speed", type=int, default=BaseLayer.speed, help="libavif's speed for the base (0-10)")
+    parser.add_argument("--rates", type=float, nargs="+", default=RATES, help="bits per pixel of the rate points")
+    parser.add_argument("--default-rate", type=float, default=DEFAULT_RATE)
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--id", required=True)
     parser.add_argument(
@@ -130,7 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         upscaler, training = load_ncnn(args.prior), {"prior": args.prior, "steps": 0}
     layer = BaseLayer(factor=upscaler.factor, speed=args.speed)
-    path = export_hybrid(upscaler, args.out, args.id, layer, training=training, version=args.version)
+    if args.default_rate not in args.rates:
+        parser.error(f"--default-rate {args.default_rate:g} is not one of --rates")
+    path = export_hybrid(
+        upscaler, args.out, args.id, layer, tuple(args.rates), args.default_rate, training, version=args.version
+    )
     print(json.dumps({"manifest": str(path), "graph_bytes": (args.out / "generator.onnx").stat().st_size}))
 
 

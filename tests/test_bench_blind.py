@@ -142,6 +142,16 @@ def test_detail_crops_prefer_detail_and_do_not_overlap() -> None:
     assert abs(first[0] - second[0]) >= 50 or abs(first[1] - second[1]) >= 50
 
 
+def test_where_crops_must_overlap_the_third_shares_least_with_the_others() -> None:
+    """Two 50 px crops side by side fill a 100 px wide image: the third cannot avoid them, and is not a near copy
+    of the most detailed one but the candidate that shares fewest pixels with both."""
+    image = np.random.default_rng(0).integers(0, 256, (50, 100, 3)).astype(np.uint8)
+    layout = blind.Layout(crops=3, crop=50, candidates=200)
+    boxes = blind.detail_crops(image, layout, np.random.default_rng(2))
+    shared = [max(0, 50 - abs(a[0] - b[0])) for i, a in enumerate(boxes) for b in boxes[i + 1 :]]
+    assert len(boxes) == 3 and max(shared) <= 26, boxes
+
+
 def test_tally_maps_sides_back_to_subjects(made: tuple[Path, dict], tmp_path: Path, capsys) -> None:
     root, key = made
     prefers_a = {trial: "left" if entry["left"] == "a" else "right" for trial, entry in key["trials"].items()}
