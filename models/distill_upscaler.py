@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
 from models.checkpoint import load_checkpoint
@@ -48,10 +49,20 @@ MARGIN = 8
 """Base pixels of context around each crop, given to teacher and student alike and cut from their outputs."""
 
 
-def teach(teacher: Path, run_dir: Path, crops: int, crop: int, extra: list[Path], seed: int = 1) -> Path:
-    """Label `crops` more crops of the training bases with the teacher (an exported hybrid graph)."""
-    cfg = UpscalerTrainConfig()
-    layer = BaseLayer()
+def teach(
+    teacher: Path,
+    run_dir: Path,
+    crops: int,
+    crop: int,
+    extra: list[Path],
+    seed: int = 1,
+    factor: int = BaseLayer.factor,
+    qualities: tuple[int, int] = UpscalerTrainConfig.qualities,
+) -> Path:
+    """Label `crops` more crops of the training bases (1/`factor` of each side, AVIF at `qualities`) with the
+    teacher (an exported hybrid graph); a teacher that enlarges more than `factor` is reduced to it (Lanczos)."""
+    cfg = UpscalerTrainConfig(qualities=qualities)
+    layer = BaseLayer(factor=factor)
     pairs = make_pairs(training_files(extra), layer, cfg, run_dir / "base-cache.pkl", np.random.default_rng(cfg.seed))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -77,8 +88,11 @@ def label(
         top, left = rng.integers(pair.base.shape[0] - side + 1), rng.integers(pair.base.shape[1] - side + 1)
         bases.append(pair.base[top : top + side, left : left + side])
         out = session.run(None, {"latent": to_tensor(bases[-1]).numpy()})[0][0]
+        out = np.rint(np.clip(out, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+        if out.shape[0] != side * factor:
+            out = np.asarray(Image.fromarray(out).resize((side * factor,) * 2, Image.Resampling.LANCZOS))
         inner = slice(MARGIN * factor, (MARGIN + crop) * factor)
-        targets.append(np.rint(np.clip(out[:, inner, inner], 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0))
+        targets.append(out[inner, inner])
         row, column = (top + MARGIN) * factor, (left + MARGIN) * factor
         originals.append(pair.original[row : row + crop * factor, column : column + crop * factor])
         if i % 50 == 0 or i == crops:
@@ -160,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     teaching.add_argument("--crops", type=int, default=1200)
     teaching.add_argument("--crop", type=int, default=48)
     teaching.add_argument("--extra-data", type=Path, action="append", default=[])
+    teaching.add_argument("--factor", type=int, default=BaseLayer.factor, help="the student's (the base's) factor")
+    teaching.add_argument("--qualities", type=int, nargs=2, default=UpscalerTrainConfig.qualities,
+                          metavar=("LOW", "HIGH"), help="AVIF qualities drawn for the bases")  # fmt: skip
     learning = commands.add_parser("learn")
     learning.add_argument("--init", type=Path, required=True, help="the student's start (a train_upscaler checkpoint)")
     learning.add_argument("--minutes", type=float, default=40)
@@ -168,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     if args.command == "teach":
-        print(teach(args.teacher, args.run_dir, args.crops, args.crop, args.extra_data))
+        qualities = tuple(args.qualities)
+        print(teach(args.teacher, args.run_dir, args.crops, args.crop, args.extra_data, 1, args.factor, qualities))
     else:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a checkpoint, then exit

@@ -51,6 +51,24 @@ def test_each_call_adds_new_crops_to_the_teachers_set(teacher: ort.InferenceSess
     assert not path.with_suffix(".partial.npz").exists()
 
 
+def test_a_teacher_enlarging_more_than_the_student_is_reduced_to_its_factor(
+    teacher: ort.InferenceSession, tmp_path: Path
+) -> None:
+    """A x4 teacher labelling for a x2 student (gc-hybrid-x2): its output reduced by Lanczos to twice the base,
+    aligned with the original's crop."""
+    halves = []
+    for pair in pairs():
+        half = np.asarray(Image.fromarray(pair.original).resize((80, 64), Image.Resampling.LANCZOS))
+        halves.append(Pair(pair.original, half))
+    path = tmp_path / "teacher.npz"
+    label(teacher, halves, path, 3, CROP, 2)
+    data = np.load(path)
+    assert data["targets"].shape == data["originals"].shape == (3, 2 * CROP, 2 * CROP, 3)
+    targets, originals = data["targets"].astype(float), data["originals"].astype(float)
+    shifted = np.roll(targets, 5, axis=2)
+    assert np.abs(targets - originals).mean() < 0.7 * np.abs(shifted - originals).mean(), "aligned, not shifted"
+
+
 def student_error(run_dir: Path, state: dict) -> float:
     """Mean L1 between the student's (averaged weights) centre crops and the teacher's, in 0..255."""
     model = CompactUpscaler(UpscalerConfig(**state["upscaler"]))

@@ -81,6 +81,26 @@ def test_more_bytes_give_a_closer_base(registry: Registry) -> None:
     assert errors[1] < errors[0]
 
 
+def test_a_half_size_base_model_keeps_to_its_rates_in_gc_and_sc(tmp_path: Path) -> None:
+    """gc-hybrid-x2's shape (docs/training.md, "v9"): a base at 1/2 and an upscaler that doubles it, for 0.06 bits
+    per pixel and up; GC and SC files keep to the rate point and decode to the image's size, odd sides included."""
+    from models.config import CAMVID_CLASSES
+
+    torch.manual_seed(0)
+    out_dir = tmp_path / "gc-x2-tiny"
+    upscaler = CompactUpscaler(UpscalerConfig(2, features=8, convolutions=1))
+    export_hybrid(upscaler, out_dir, "gc-x2-tiny", BaseLayer(factor=2), (0.06, 0.08, 0.1), 0.08, classes=CAMVID_CLASSES)
+    registry = Registry.discover([out_dir], include_zoo=False)
+    assert registry.get().id == "gc-x2-tiny-0.08" and registry.get().manifest.base_layer.factor == 2
+    image = photo_like(181, 263, seed=2)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[:, :120] = True
+    for model in registry:
+        for data in (compress(image, model), compress(image, model, mask=mask)):
+            assert len(data) <= model.point.bits_per_pixel * image.shape[0] * image.shape[1] / 8
+            assert decompress(data, registry).shape == image.shape
+
+
 def test_decoding_is_deterministic(registry: Registry) -> None:
     data = compress(photo_like(64, 80), registry.get())
     assert np.array_equal(decompress(data, registry), decompress(data, registry))
