@@ -319,11 +319,14 @@ class Downscaled:
         return Encoded(data, chosen.decoded, encode_seconds, decode_seconds, details)
 
 
+_REAL_ESRGAN = PretrainedNetwork("realesrgan-x4plus")
 AT_OUR_BYTES: dict[str, Downscaled] = {
     codec.name: codec
     for codec in (
         Downscaled("avif-down", "AVIF, downscaled", CODECS["avif"]),
-        Downscaled("avif-down-sr", "AVIF, downscaled, + Real-ESRGAN", CODECS["avif"], (4,), PretrainedNetwork()),
+        Downscaled(
+            "avif-down-sr", "AVIF, downscaled, + Real-ESRGAN", CODECS["avif"], (_REAL_ESRGAN.factor,), _REAL_ESRGAN
+        ),
     )
 }
 """Codecs made per image at no more than our file's bytes at each rate point (bench.evaluate), not swept."""

@@ -91,7 +91,7 @@ class PretrainedNetwork:
 
 @functools.cache
 def _session(network: str, threads: int) -> onnxruntime.InferenceSession:
-    """The network as an onnxruntime session: its ncnn graph exported to ONNX in a temporary folder (about 20 s)."""
+    """The network as an onnxruntime session: its ncnn graph exported to ONNX in a temporary folder (cached)."""
     import torch
 
     from models import ncnn

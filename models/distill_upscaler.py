@@ -186,7 +186,17 @@ def main(argv: list[str] | None = None) -> None:
     args.run_dir.mkdir(parents=True, exist_ok=True)
     if args.command == "teach":
         qualities = tuple(args.qualities)
-        print(teach(args.teacher, args.run_dir, args.crops, args.crop, args.extra_data, 1, args.factor, qualities))
+        print(
+            teach(
+                args.teacher,
+                args.run_dir,
+                args.crops,
+                args.crop,
+                args.extra_data,
+                factor=args.factor,
+                qualities=qualities,
+            )
+        )
     else:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a checkpoint, then exit
